@@ -1,0 +1,112 @@
+"""taskstore: durable, thread-safe MCP tasks over memory, Redis or DynamoDB.
+
+>>> import taskstore
+>>> store = taskstore.open("memory://", allow_anonymous=True)
+>>> task = store.create("alice")
+>>> store.complete(task.task_id, "alice", {"content": []}).status
+<TaskStatus.COMPLETED: 'completed'>
+"""
+
+from __future__ import annotations
+
+from taskstore._open import open
+from taskstore.backends import open_backend, register_backend
+from taskstore.backends.base import ListPosition, StorageBackend, VersionedRecord
+from taskstore.backends.memory import InMemoryBackend
+from taskstore.clock import Clock, ManualClock, SystemClock
+from taskstore.config import StoreConfig
+from taskstore.context import TaskContext
+from taskstore.errors import (
+    AnonymousAccessError,
+    BackendError,
+    ConfigurationError,
+    ConflictError,
+    InvalidCursorError,
+    InvalidParamsError,
+    InvalidTransitionError,
+    MissingDependencyError,
+    NotReadyError,
+    QuotaExceededError,
+    RecordNotFound,
+    ResultTooLargeError,
+    TaskCancelledError,
+    TaskNotFoundError,
+    TaskStoreError,
+    VariablesTooLargeError,
+    VersionConflict,
+)
+from taskstore.record import Outcome, TaskRecord
+from taskstore.security import ANONYMOUS_OWNER, SecurityConfig, resolve_owner
+from taskstore.states import TaskStatus, can_transition, validate_transition
+from taskstore.store import TaskPage, TaskStore
+from taskstore.types import (
+    META_MODEL_IMMEDIATE_RESPONSE,
+    META_RELATED_TASK,
+    CancelTaskParams,
+    CreateTaskResult,
+    GetTaskParams,
+    GetTaskPayloadParams,
+    ListTasksParams,
+    ListTasksResult,
+    RelatedTaskMetadata,
+    Task,
+    TaskMetadata,
+    ToolExecution,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANONYMOUS_OWNER",
+    "META_MODEL_IMMEDIATE_RESPONSE",
+    "META_RELATED_TASK",
+    "AnonymousAccessError",
+    "BackendError",
+    "CancelTaskParams",
+    "Clock",
+    "ConfigurationError",
+    "ConflictError",
+    "CreateTaskResult",
+    "GetTaskParams",
+    "GetTaskPayloadParams",
+    "InMemoryBackend",
+    "InvalidCursorError",
+    "InvalidParamsError",
+    "InvalidTransitionError",
+    "ListPosition",
+    "ListTasksParams",
+    "ListTasksResult",
+    "ManualClock",
+    "MissingDependencyError",
+    "NotReadyError",
+    "Outcome",
+    "QuotaExceededError",
+    "RecordNotFound",
+    "RelatedTaskMetadata",
+    "ResultTooLargeError",
+    "SecurityConfig",
+    "StorageBackend",
+    "StoreConfig",
+    "SystemClock",
+    "Task",
+    "TaskCancelledError",
+    "TaskContext",
+    "TaskMetadata",
+    "TaskNotFoundError",
+    "TaskPage",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskStore",
+    "TaskStoreError",
+    "ToolExecution",
+    "VariablesTooLargeError",
+    "VersionConflict",
+    "VersionedRecord",
+    "__version__",
+    "can_transition",
+    "open",
+    "open_backend",
+    "register_backend",
+    "resolve_owner",
+    "validate_transition",
+]

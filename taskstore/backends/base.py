@@ -1,0 +1,228 @@
+"""The backend contract (DESIGN §6): a small, versioned key-value store.
+
+A backend knows nothing of tasks: no state machine, no merging, no owner policy. It stores
+opaque bytes under ``(owner, task_id)`` keys with a version, an absolute expiry and a sort key,
+plus an optional second blob (the *outcome*) that is only transferred when asked for. All domain
+logic lives in :class:`~taskstore.store.TaskStore`.
+
+Rules every backend obeys (``taskstore.testing`` checks them all):
+
+- Versions start at 1 for a new key and grow by exactly 1 on every write.
+- A record whose ``expires_at_ms <= now_ms`` is absent for every operation (reads, writes,
+  listing, the quota) even before the backend reclaims its space.
+- ``now_ms`` is passed by the store from its injectable clock; when omitted a backend uses its
+  own wall clock.
+- Every method is thread-safe; every driver error is raised as
+  :class:`~taskstore.errors.BackendError` with the driver's exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import NamedTuple, Protocol, runtime_checkable
+from urllib.parse import quote
+
+import msgspec
+
+__all__ = [
+    "KEEP",
+    "EventListener",
+    "Keep",
+    "ListPosition",
+    "RecordKey",
+    "StorageBackend",
+    "VersionedRecord",
+    "encode_key_part",
+]
+
+#: A record's key: ``(owner, task_id)``. Both parts are arbitrary strings.
+RecordKey = tuple[str, str]
+
+#: Receives the ``event`` bytes of a write (see :meth:`StorageBackend.put`).
+EventListener = Callable[[bytes], None]
+
+
+class Keep(enum.Enum):
+    """Type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+#: Sentinel for "leave the stored value as it is" (e.g. the expiry on a compare-and-set).
+KEEP = Keep.KEEP
+
+
+class ListPosition(NamedTuple):
+    """A keyset position in an owner's listing: the sort key and task id of the last record seen.
+
+    Listings run newest first: by ``sort_ms`` descending, then ``task_id`` descending.
+    """
+
+    sort_ms: int
+    task_id: str
+
+
+class VersionedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored record as a backend returns it.
+
+    :ivar key: the ``(owner, task_id)`` key.
+    :ivar data: the record bytes, exactly as written.
+    :ivar version: 1 after the first write, +1 on every write.
+    :ivar expires_at_ms: absolute expiry in epoch ms, ``None`` for never.
+    :ivar sort_ms: the listing sort key (the task's creation time).
+    :ivar outcome: the outcome blob, only when asked for (``include_outcome=True``) and stored.
+    """
+
+    key: tuple[str, str]
+    data: bytes
+    version: int
+    expires_at_ms: int | None
+    sort_ms: int
+    outcome: bytes | None = None
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """What :class:`~taskstore.store.TaskStore` needs from storage.
+
+    Backends are plain classes satisfying this Protocol; ``taskstore.testing`` is the executable
+    form of the contract. Intended differences between backends are the declared attributes
+    below, never silent behaviour.
+    """
+
+    #: Largest variables map (compact JSON bytes) this backend can hold, or ``None`` for no
+    #: backend-specific cap. The store uses the smaller of this and its own configuration.
+    max_variable_bytes: int | None
+    #: Largest outcome (compact JSON bytes) this backend can hold, or ``None``.
+    max_result_bytes: int | None
+
+    def get(
+        self, key: RecordKey, *, include_outcome: bool = False, now_ms: int | None = None
+    ) -> VersionedRecord:
+        """Return the live record at ``key``; one round trip.
+
+        :param include_outcome: also transfer the outcome blob (otherwise it never leaves
+            storage).
+        :raises RecordNotFound: absent or expired.
+        """
+        ...
+
+    def put(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expires_at_ms: int | None,
+        *,
+        sort_ms: int | None = None,
+        outcome: bytes | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """Write ``data`` unconditionally and atomically; return the new version.
+
+        A missing or expired key starts again at version 1. ``sort_ms`` defaults to ``now_ms``
+        for a new key and is kept for an existing one. ``outcome=None`` keeps a stored outcome
+        (an expired record's outcome is gone with it). When ``event`` is given it is delivered,
+        after the write, to every listener of this backend (in every process sharing the
+        storage) and wakes :meth:`wait_for_change` callers on ``key``.
+        """
+        ...
+
+    def put_if_version(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expected: int,
+        expires_at_ms: int | None | Keep = KEEP,
+        *,
+        outcome: bytes | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """Compare-and-set: write only if the live version is ``expected``; return the new one.
+
+        ``expires_at_ms`` defaults to keeping the stored expiry; ``outcome`` and ``event`` as
+        in :meth:`put`.
+
+        :raises VersionConflict: with the actual version (0 when absent or expired).
+        """
+        ...
+
+    def create(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expires_at_ms: int | None,
+        *,
+        sort_ms: int,
+        max_live: int | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """Insert a new record (version 1) if ``key`` is not live and the owner (``key[0]``)
+        holds fewer than ``max_live`` live records; both checks and the insert are one atomic
+        step. Expired records never count.
+
+        :raises VersionConflict: the key is live (``actual`` = its version).
+        :raises QuotaExceededError: the owner already holds ``max_live`` live records.
+        """
+        ...
+
+    def delete(self, key: RecordKey) -> bool:
+        """Remove ``key`` (and its outcome); return ``True`` if a record was removed."""
+        ...
+
+    def list_by_prefix(
+        self,
+        owner: str,
+        after: ListPosition | None = None,
+        limit: int = 50,
+        *,
+        now_ms: int | None = None,
+    ) -> list[VersionedRecord]:
+        """Return up to ``limit`` live records of ``owner``, newest first (``sort_ms`` then
+        ``task_id``, both descending), strictly after the keyset position ``after``.
+
+        Outcomes are never transferred. The cost is proportional to the page, not to the
+        owner's or the store's size.
+
+        :raises RecordNotFound: ``after`` names a record that is no longer live (a stale
+            cursor must not silently restart or skip).
+        """
+        ...
+
+    def cleanup_expired(self, now_ms: int | None = None) -> int:
+        """Remove every expired record; return how many. Costs O(expired)."""
+        ...
+
+    def wait_for_change(self, key: RecordKey, version: int, timeout_s: float) -> None:
+        """Block until the record at ``key`` may differ from ``version``, or ``timeout_s``.
+
+        Returns promptly after any write to ``key`` that carried an ``event``. It may return
+        early (callers always re-read), but never misses a write made after the caller read
+        ``version``.
+        """
+        ...
+
+    def add_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Deliver every write ``event`` to ``listener``; return a function that removes it.
+
+        Listeners run on a backend thread (or the writer's thread); they must be quick and must
+        not raise (exceptions are logged and dropped).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads; the backend is unusable afterwards."""
+        ...
+
+
+def encode_key_part(text: str) -> str:
+    """Encode an owner or task id for use inside a storage key, injectively.
+
+    Percent-encoding of everything except ``A-Z a-z 0-9 _ . - ~``: the result never contains
+    ``:``, ``/``, ``#``, ``{`` or ``}``, so owners that are prefixes of each other or contain
+    separators can never collide or break a Redis hash tag.
+    """
+    return quote(text, safe="")

@@ -1,0 +1,416 @@
+"""In-process backend: lock-striped dicts with per-owner and expiry indexes (DESIGN §8).
+
+An owner's records all live in one stripe, chosen by hashing the owner, so the quota check and
+insert of :meth:`InMemoryBackend.create` and a page of :meth:`InMemoryBackend.list_by_prefix`
+take one lock. Each stripe keeps, per owner, a sorted ``(sort_ms, task_id)`` index (listing costs
+the page, never a scan) and a heap of expiry times (cleanup costs O(expired)). Bytes are encoded
+and decoded by the store, outside these locks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from taskstore.backends.base import (
+    KEEP,
+    EventListener,
+    Keep,
+    ListPosition,
+    RecordKey,
+    VersionedRecord,
+)
+from taskstore.errors import ConfigurationError, QuotaExceededError, RecordNotFound, VersionConflict
+
+__all__ = ["InMemoryBackend"]
+
+_log = logging.getLogger("taskstore.backends.memory")
+
+
+class _Entry:
+    __slots__ = ("data", "expires_at_ms", "outcome", "sort_ms", "version")
+
+    def __init__(
+        self, data: bytes, version: int, expires_at_ms: int | None, sort_ms: int, outcome: bytes | None
+    ) -> None:
+        self.data = data
+        self.version = version
+        self.expires_at_ms = expires_at_ms
+        self.sort_ms = sort_ms
+        self.outcome = outcome
+
+    def live(self, now_ms: int) -> bool:
+        return self.expires_at_ms is None or self.expires_at_ms > now_ms
+
+
+class _Shard:
+    """One owner's records and their newest-last sorted index."""
+
+    __slots__ = ("order", "records")
+
+    def __init__(self) -> None:
+        self.records: dict[str, _Entry] = {}
+        self.order: list[tuple[int, str]] = []
+
+
+class _Stripe:
+    __slots__ = ("changed", "expiry", "lock", "shards")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.shards: dict[str, _Shard] = {}
+        # (expires_at_ms, owner, task_id); entries go stale when a record is rewritten or
+        # deleted and are checked against the record when popped.
+        self.expiry: list[tuple[int, str, str]] = []
+
+
+class InMemoryBackend:
+    """A thread-safe, process-local :class:`~taskstore.backends.base.StorageBackend`.
+
+    Data lives as long as the object; nothing is shared across processes.
+
+    :param stripes: number of lock stripes (default 64); owners are spread over them by hash.
+    """
+
+    max_variable_bytes: int | None = None
+    max_result_bytes: int | None = None
+
+    def __init__(self, *, stripes: int = 64) -> None:
+        if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
+            raise ConfigurationError("stripes must be a positive integer")
+        self._stripes = [_Stripe() for _ in range(stripes)]
+        self._listeners: tuple[EventListener, ...] = ()
+        self._listeners_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"InMemoryBackend(stripes={len(self._stripes)})"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> InMemoryBackend:
+        """Build from ``memory://`` (optionally ``?stripes=N``); keyword options win.
+
+        :raises ConfigurationError: an option other than ``stripes``, or a bad value.
+        """
+        params: dict[str, Any] = dict(parse_qsl(urlsplit(url).query))
+        params.update(options)
+        unknown = set(params) - {"stripes"}
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) for memory://: {', '.join(sorted(unknown))}; known: stripes"
+            )
+        stripes = params.get("stripes", 64)
+        try:
+            stripes = int(stripes)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"stripes must be an integer, got {stripes!r}") from None
+        return cls(stripes=stripes)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _stripe(self, owner: str) -> _Stripe:
+        return self._stripes[hash(owner) % len(self._stripes)]
+
+    @staticmethod
+    def _now(now_ms: int | None) -> int:
+        return time.time_ns() // 1_000_000 if now_ms is None else now_ms
+
+    @staticmethod
+    def _snapshot(key: RecordKey, entry: _Entry, *, include_outcome: bool) -> VersionedRecord:
+        return VersionedRecord(
+            key=key,
+            data=entry.data,
+            version=entry.version,
+            expires_at_ms=entry.expires_at_ms,
+            sort_ms=entry.sort_ms,
+            outcome=entry.outcome if include_outcome else None,
+        )
+
+    @staticmethod
+    def _remove(stripe: _Stripe, owner: str, task_id: str) -> _Entry | None:
+        shard = stripe.shards.get(owner)
+        if shard is None:
+            return None
+        entry = shard.records.pop(task_id, None)
+        if entry is not None:
+            position = (entry.sort_ms, task_id)
+            index = bisect.bisect_left(shard.order, position)
+            if index < len(shard.order) and shard.order[index] == position:
+                del shard.order[index]
+            if not shard.records:
+                del stripe.shards[owner]
+        return entry
+
+    def _insert(self, stripe: _Stripe, key: RecordKey, entry: _Entry) -> None:
+        owner, task_id = key
+        shard = stripe.shards.get(owner)
+        if shard is None:
+            shard = stripe.shards[owner] = _Shard()
+        shard.records[task_id] = entry
+        position = (entry.sort_ms, task_id)
+        # New tasks are almost always the newest: appending keeps the insert O(1).
+        if not shard.order or shard.order[-1] < position:
+            shard.order.append(position)
+        else:
+            bisect.insort(shard.order, position)
+        if entry.expires_at_ms is not None:
+            heapq.heappush(stripe.expiry, (entry.expires_at_ms, owner, task_id))
+
+    def _live_entry(self, stripe: _Stripe, key: RecordKey, now: int) -> _Entry | None:
+        shard = stripe.shards.get(key[0])
+        if shard is None:
+            return None
+        entry = shard.records.get(key[1])
+        if entry is None or not entry.live(now):
+            return None
+        return entry
+
+    def _purge(self, stripe: _Stripe, now: int) -> int:
+        """Drop every expired record of ``stripe``; caller holds its lock."""
+        removed = 0
+        heap = stripe.expiry
+        while heap and heap[0][0] <= now:
+            expires_at_ms, owner, task_id = heapq.heappop(heap)
+            shard = stripe.shards.get(owner)
+            entry = shard.records.get(task_id) if shard is not None else None
+            if entry is not None and entry.expires_at_ms == expires_at_ms:
+                self._remove(stripe, owner, task_id)
+                removed += 1
+        return removed
+
+    def _publish(self, event: bytes | None) -> None:
+        if event is None:
+            return
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must never break a write
+                _log.exception("taskstore event listener failed")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this InMemoryBackend is closed")
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def get(
+        self, key: RecordKey, *, include_outcome: bool = False, now_ms: int | None = None
+    ) -> VersionedRecord:
+        """See :meth:`StorageBackend.get <taskstore.backends.base.StorageBackend.get>`."""
+        now = self._now(now_ms)
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            entry = self._live_entry(stripe, key, now)
+            if entry is None:
+                raise RecordNotFound(key)
+            return self._snapshot(key, entry, include_outcome=include_outcome)
+
+    def put(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expires_at_ms: int | None,
+        *,
+        sort_ms: int | None = None,
+        outcome: bytes | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """See :meth:`StorageBackend.put <taskstore.backends.base.StorageBackend.put>`."""
+        self._check_open()
+        now = self._now(now_ms)
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            current = self._live_entry(stripe, key, now)
+            if current is not None and sort_ms in (None, current.sort_ms):
+                version = current.version + 1
+                if current.expires_at_ms != expires_at_ms and expires_at_ms is not None:
+                    heapq.heappush(stripe.expiry, (expires_at_ms, key[0], key[1]))
+                current.data = data
+                current.version = version
+                current.expires_at_ms = expires_at_ms
+                if outcome is not None:
+                    current.outcome = outcome
+            else:
+                version = current.version + 1 if current is not None else 1
+                kept_outcome = current.outcome if current is not None else None
+                self._remove(stripe, key[0], key[1])
+                self._insert(
+                    stripe,
+                    key,
+                    _Entry(
+                        data,
+                        version,
+                        expires_at_ms,
+                        now if sort_ms is None else sort_ms,
+                        outcome if outcome is not None else kept_outcome,
+                    ),
+                )
+            stripe.changed.notify_all()
+        self._publish(event)
+        return version
+
+    def put_if_version(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expected: int,
+        expires_at_ms: int | None | Keep = KEEP,
+        *,
+        outcome: bytes | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """See :meth:`StorageBackend.put_if_version
+        <taskstore.backends.base.StorageBackend.put_if_version>`."""
+        self._check_open()
+        now = self._now(now_ms)
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            entry = self._live_entry(stripe, key, now)
+            actual = entry.version if entry is not None else 0
+            if entry is None or actual != expected:
+                raise VersionConflict(key, expected, actual)
+            entry.data = data
+            entry.version = actual + 1
+            if expires_at_ms is not KEEP and expires_at_ms != entry.expires_at_ms:
+                entry.expires_at_ms = expires_at_ms
+                if expires_at_ms is not None:
+                    heapq.heappush(stripe.expiry, (expires_at_ms, key[0], key[1]))
+            if outcome is not None:
+                entry.outcome = outcome
+            version = entry.version
+            stripe.changed.notify_all()
+        self._publish(event)
+        return version
+
+    def create(
+        self,
+        key: RecordKey,
+        data: bytes,
+        expires_at_ms: int | None,
+        *,
+        sort_ms: int,
+        max_live: int | None = None,
+        event: bytes | None = None,
+        now_ms: int | None = None,
+    ) -> int:
+        """See :meth:`StorageBackend.create <taskstore.backends.base.StorageBackend.create>`."""
+        self._check_open()
+        now = self._now(now_ms)
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            existing = self._live_entry(stripe, key, now)
+            if existing is not None:
+                raise VersionConflict(key, 0, existing.version)
+            # Expired records are absent: reclaim them so the owner's count is its live count.
+            self._purge(stripe, now)
+            self._remove(stripe, key[0], key[1])
+            if max_live is not None:
+                shard = stripe.shards.get(key[0])
+                if shard is not None and len(shard.records) >= max_live:
+                    raise QuotaExceededError(
+                        f"Task quota exceeded: at most {max_live} live tasks per owner",
+                        data={"limit": max_live},
+                    )
+            self._insert(stripe, key, _Entry(data, 1, expires_at_ms, sort_ms, None))
+            stripe.changed.notify_all()
+        self._publish(event)
+        return 1
+
+    def delete(self, key: RecordKey) -> bool:
+        """See :meth:`StorageBackend.delete <taskstore.backends.base.StorageBackend.delete>`."""
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            removed = self._remove(stripe, key[0], key[1]) is not None
+            if removed:
+                stripe.changed.notify_all()
+            return removed
+
+    def list_by_prefix(
+        self,
+        owner: str,
+        after: ListPosition | None = None,
+        limit: int = 50,
+        *,
+        now_ms: int | None = None,
+    ) -> list[VersionedRecord]:
+        """See :meth:`StorageBackend.list_by_prefix
+        <taskstore.backends.base.StorageBackend.list_by_prefix>`."""
+        now = self._now(now_ms)
+        stripe = self._stripe(owner)
+        page: list[VersionedRecord] = []
+        with stripe.lock:
+            shard = stripe.shards.get(owner)
+            if after is not None:
+                anchor = self._live_entry(stripe, (owner, after.task_id), now)
+                if anchor is None or anchor.sort_ms != after.sort_ms:
+                    raise RecordNotFound((owner, after.task_id))
+            if shard is None or limit <= 0:
+                return page
+            order = shard.order
+            index = len(order) if after is None else bisect.bisect_left(order, tuple(after))
+            while index > 0 and len(page) < limit:
+                index -= 1
+                task_id = order[index][1]
+                entry = shard.records[task_id]
+                if entry.live(now):
+                    page.append(self._snapshot((owner, task_id), entry, include_outcome=False))
+        return page
+
+    def cleanup_expired(self, now_ms: int | None = None) -> int:
+        """See :meth:`StorageBackend.cleanup_expired
+        <taskstore.backends.base.StorageBackend.cleanup_expired>`."""
+        now = self._now(now_ms)
+        removed = 0
+        for stripe in self._stripes:
+            if stripe.expiry and stripe.expiry[0][0] <= now:
+                with stripe.lock:
+                    removed += self._purge(stripe, now)
+        return removed
+
+    def wait_for_change(self, key: RecordKey, version: int, timeout_s: float) -> None:
+        """See :meth:`StorageBackend.wait_for_change
+        <taskstore.backends.base.StorageBackend.wait_for_change>`."""
+        stripe = self._stripe(key[0])
+        with stripe.lock:
+            shard = stripe.shards.get(key[0])
+            entry = shard.records.get(key[1]) if shard is not None else None
+            current = entry.version if entry is not None else 0
+            # Checked under the lock writers notify under: a write after the caller's read
+            # either shows here or notifies us after we start waiting, never in between.
+            if current == version and timeout_s > 0:
+                stripe.changed.wait(timeout_s)
+
+    def add_listener(self, listener: EventListener) -> Callable[[], None]:
+        """See :meth:`StorageBackend.add_listener
+        <taskstore.backends.base.StorageBackend.add_listener>`."""
+        with self._listeners_lock:
+            self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                listeners = list(self._listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._listeners = tuple(listeners)
+
+        return remove
+
+    def close(self) -> None:
+        """Drop every record and listener; further writes raise ``ConfigurationError``."""
+        self._closed = True
+        with self._listeners_lock:
+            self._listeners = ()
+        for stripe in self._stripes:
+            with stripe.lock:
+                stripe.shards.clear()
+                stripe.expiry.clear()
+                stripe.changed.notify_all()

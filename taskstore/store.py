@@ -1,0 +1,658 @@
+"""``TaskStore``: every task rule of DESIGN §5 over any :class:`StorageBackend`.
+
+Mutations are read → validate → compare-and-set. A lost compare-and-set re-reads and
+re-validates (so concurrent ``set_variables`` never lose an update and the loser of a
+``complete``/``cancel`` race gets ``InvalidTransitionError``), with jittered exponential backoff
+bounded by time. Reads that only need status never fetch or decode outcomes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import msgspec
+
+from taskstore.backends.base import ListPosition, RecordKey, StorageBackend
+from taskstore.clock import Clock, SystemClock, format_timestamp
+from taskstore.config import StoreConfig
+from taskstore.errors import (
+    AnonymousAccessError,
+    ConflictError,
+    InvalidCursorError,
+    InvalidParamsError,
+    NotReadyError,
+    RecordNotFound,
+    ResultTooLargeError,
+    TaskCancelledError,
+    TaskNotFoundError,
+    VersionConflict,
+)
+from taskstore.record import (
+    Outcome,
+    TaskRecord,
+    decode_outcome,
+    decode_record,
+    encode_outcome,
+    encode_record,
+    merge_variables,
+    validate_json_value,
+)
+from taskstore.security import SecurityConfig, is_anonymous
+from taskstore.states import TaskStatus, validate_transition
+from taskstore.types import Task
+
+__all__ = ["StatusCallback", "TaskPage", "TaskStore"]
+
+_log = logging.getLogger("taskstore.store")
+
+#: Receives the flat wire dict of a task whose status just changed.
+StatusCallback = Callable[[dict[str, Any]], None]
+
+# Results may legitimately be deep; the cap only keeps a hostile value from exhausting the stack.
+_RESULT_MAX_DEPTH = 256
+_MIN_BACKOFF_S = 0.001
+_MAX_BACKOFF_S = 0.1
+_MAX_WAIT_SLICE_S = 30.0
+
+
+class TaskPage(NamedTuple):
+    """One page of :meth:`TaskStore.list`: newest first; ``next_cursor`` is ``None`` at the end."""
+
+    tasks: list[TaskRecord]
+    next_cursor: str | None
+
+
+class _Event(msgspec.Struct, frozen=True):
+    owner: str
+    task: dict[str, Any]
+
+
+class _Change(NamedTuple):
+    record: TaskRecord
+    outcome: Outcome | None = None
+    status_changed: bool = False
+
+
+_event_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(_Event)
+_cursor_encoder = msgspec.json.Encoder()
+_cursor_decoder = msgspec.json.Decoder(tuple[int, int, str, str])
+_CURSOR_FORMAT = 1
+_OUTCOME_OVERHEAD = {
+    "result": len(encode_outcome(Outcome.of_result(0))) - 1,
+    "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
+}
+
+
+def _owner_tag(owner: str) -> str:
+    return hashlib.blake2b(owner.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+class TaskStore:
+    """Owner-scoped MCP tasks over a :class:`~taskstore.backends.base.StorageBackend`.
+
+    Thread-safe: one store may be shared by every thread of a process, and several processes
+    may share one Redis or DynamoDB backend. Every method takes the ``owner`` and treats tasks
+    of other owners exactly like tasks that do not exist.
+
+    :param backend: where records live.
+    :param config: limits and defaults (:class:`StoreConfig`).
+    :param security: quota and anonymous policy (:class:`SecurityConfig`).
+    :param clock: time source (epoch ms); inject a :class:`~taskstore.clock.ManualClock` in
+        tests instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        *,
+        config: StoreConfig | None = None,
+        security: SecurityConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config if config is not None else StoreConfig()
+        self.security = security if security is not None else SecurityConfig()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._subscribers: list[tuple[StatusCallback, str | None]] = []
+        self._subscribers_lock = threading.Lock()
+        self._remove_listener: Callable[[], None] | None = None
+        backend_variables = getattr(backend, "max_variable_bytes", None)
+        backend_results = getattr(backend, "max_result_bytes", None)
+        #: Effective variables cap: the smaller of the config's and the backend's.
+        self.max_variable_bytes = min(
+            self.config.max_variable_bytes,
+            backend_variables if backend_variables is not None else self.config.max_variable_bytes,
+        )
+        #: Effective result cap: the smaller of the config's and the backend's.
+        self.result_max_bytes = min(
+            self.config.result_max_bytes,
+            backend_results if backend_results is not None else self.config.result_max_bytes,
+        )
+
+    def __repr__(self) -> str:
+        return f"TaskStore(backend={self.backend!r})"
+
+    def __enter__(self) -> TaskStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- creating and reading ------------------------------------------------------------
+
+    def create(
+        self,
+        owner: str,
+        request_method: str = "tools/call",
+        ttl_ms: int | None = None,
+        request: Mapping[str, Any] | None = None,
+        *,
+        status_message: str | None = None,
+    ) -> TaskRecord:
+        """Create a ``working`` task for ``owner`` and return it (version 1).
+
+        :param request_method: the method of the request the task stands for.
+        :param ttl_ms: requested lifetime in ms from creation; ``None`` uses the default; values
+            outside ``[min_ttl_ms, max_ttl_ms]`` are clamped, and the Task reports the value used.
+        :param request: the original request params, stored for the task's handler.
+        :raises AnonymousAccessError: anonymous owner while ``allow_anonymous`` is off.
+        :raises InvalidParamsError: negative, boolean or non-integer ``ttl_ms``; bad request.
+        :raises QuotaExceededError: the owner holds ``max_tasks_per_owner`` live tasks.
+        """
+        self._check_owner(owner)
+        if is_anonymous(owner) and not self.security.allow_anonymous:
+            raise AnonymousAccessError(
+                "Anonymous requestors may not create tasks on this server; authenticate first"
+            )
+        ttl = self._resolve_ttl(ttl_ms)
+        if not isinstance(request_method, str) or not request_method:
+            raise InvalidParamsError("request_method must be a non-empty string")
+        if request is not None:
+            if not isinstance(request, Mapping):
+                raise InvalidParamsError("request must be a JSON object")
+            request = dict(request)
+            validate_json_value(
+                request,
+                max_depth=_RESULT_MAX_DEPTH,
+                max_string_bytes=self.result_max_bytes,
+                what="the request",
+            )
+        now = self.clock.now_ms()
+        stamp = format_timestamp(now)
+        record = TaskRecord(
+            task=Task(
+                task_id=str(uuid.uuid4()),
+                status=TaskStatus.WORKING,
+                created_at=stamp,
+                last_updated_at=stamp,
+                ttl=ttl,
+                status_message=status_message,
+                poll_interval=self.config.poll_interval_ms,
+            ),
+            owner=owner,
+            created_at_ms=now,
+            expires_at_ms=None if ttl is None else now + ttl,
+            request_method=request_method,
+            request=request,
+        )
+        try:
+            version = self.backend.create(
+                (owner, record.task_id),
+                encode_record(record),
+                record.expires_at_ms,
+                sort_ms=now,
+                max_live=self.security.max_tasks_per_owner,
+                now_ms=now,
+            )
+        except VersionConflict as exc:  # 122 random bits collided: astronomically unlikely
+            raise ConflictError("Task id collision; retry the request") from exc
+        return msgspec.structs.replace(record, version=version)
+
+    def get(self, task_id: str, owner: str) -> TaskRecord:
+        """Return the task (without loading its outcome).
+
+        :raises TaskNotFoundError: unknown, expired, or another owner's task.
+        """
+        key = self._key(task_id, owner)
+        return self._read(key)[0]
+
+    def get_result(self, task_id: str, owner: str) -> Outcome:
+        """Return the :class:`~taskstore.record.Outcome` of a terminal task.
+
+        :raises NotReadyError: the task is still working or waiting for input.
+        :raises TaskCancelledError: the task was cancelled (no outcome exists).
+        :raises TaskNotFoundError: unknown, expired, or another owner's task.
+        """
+        key = self._key(task_id, owner)
+        now = self.clock.now_ms()
+        try:
+            stored = self.backend.get(key, include_outcome=True, now_ms=now)
+        except RecordNotFound:
+            raise TaskNotFoundError(task_id) from None
+        record = self._decode(stored.data, stored.version, owner, task_id)
+        if record.status is TaskStatus.CANCELLED:
+            raise TaskCancelledError(task_id)
+        if not record.is_terminal:
+            raise NotReadyError(
+                f"Task {task_id} is not finished yet (status: {record.status.value})",
+                data={"taskId": task_id, "status": record.status.value},
+            )
+        if stored.outcome is None:
+            return Outcome.of_error(
+                {"code": -32603, "message": record.task.status_message or "Task failed"}
+            )
+        return decode_outcome(stored.outcome)
+
+    def wait(self, task_id: str, owner: str, timeout: float | None = None) -> TaskRecord:
+        """Block until the task is terminal and return it (without its outcome).
+
+        Wakes as soon as the backend reports a change (a condition variable in memory, pub/sub
+        on Redis) and re-reads every time, so no wake-up is lost; backends without
+        notifications are polled at the task's ``pollInterval``, backing off.
+
+        :param timeout: seconds to wait at most; ``None`` waits as long as the task lives.
+        :raises TimeoutError: still not terminal after ``timeout`` seconds.
+        :raises TaskNotFoundError: unknown, expired (also while waiting) or foreign task.
+        """
+        key = self._key(task_id, owner)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        record = self._read(key)[0]
+        slice_s = (record.task.poll_interval or 1_000) / 1000
+        while not record.is_terminal:
+            wait_s = min(slice_s, _MAX_WAIT_SLICE_S)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"Task {task_id} did not finish within {timeout} s")
+                wait_s = min(wait_s, remaining)
+            if record.expires_at_ms is not None:
+                until_expiry = (record.expires_at_ms - self.clock.now_ms()) / 1000
+                wait_s = min(wait_s, max(until_expiry, 0.001))
+            self.backend.wait_for_change(key, record.version, wait_s)
+            slice_s *= 1.5
+            record = self._read(key)[0]
+        return record
+
+    def list(self, owner: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
+        """Return one page of ``owner``'s live tasks, newest first (ties by task id).
+
+        :param cursor: ``next_cursor`` of the previous page, or ``None`` for the first.
+        :param limit: page size (default ``list_page_size``, at most ``max_list_page_size``).
+        :raises InvalidCursorError: malformed cursor, another owner's cursor, or a cursor whose
+            last task has since expired or been deleted.
+        :raises InvalidParamsError: bad ``limit``.
+        """
+        self._check_owner(owner)
+        if limit is None:
+            limit = self.config.list_page_size
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= self.config.max_list_page_size
+        ):
+            raise InvalidParamsError(
+                f"limit must be an integer from 1 to {self.config.max_list_page_size}"
+            )
+        after = None if cursor is None else self._decode_cursor(cursor, owner)
+        try:
+            stored = self.backend.list_by_prefix(
+                owner, after, limit + 1, now_ms=self.clock.now_ms()
+            )
+        except RecordNotFound:
+            raise InvalidCursorError(
+                "Invalid cursor: the task it points at no longer exists; list from the start"
+            ) from None
+        records = [
+            record
+            for record in (decode_record(item.data, item.version) for item in stored)
+            if record.owner == owner
+        ]
+        if len(records) > limit:
+            records = records[:limit]
+            last = records[-1]
+            return TaskPage(records, self._encode_cursor(last.created_at_ms, last.task_id, owner))
+        return TaskPage(records, None)
+
+    def cleanup_expired(self) -> int:
+        """Reclaim expired tasks' storage; return how many were removed. Expired tasks are
+        already invisible; this only frees space (backends with native TTL do it themselves)."""
+        return self.backend.cleanup_expired(self.clock.now_ms())
+
+    # -- mutations -----------------------------------------------------------------------
+
+    def update_status(
+        self, task_id: str, owner: str, status: TaskStatus | str, message: str | None = None
+    ) -> TaskRecord:
+        """Move the task to ``status`` with ``message`` as its ``statusMessage`` (``None``
+        clears it). ``completed``/``failed``/``cancelled`` go through :meth:`complete` (with a
+        ``null`` result), :meth:`fail` and :meth:`cancel`.
+
+        :raises InvalidTransitionError: the state machine refuses the move.
+        :raises InvalidParamsError: ``status`` is not a task status.
+        """
+        target = self._status(status)
+        if target is TaskStatus.COMPLETED:
+            return self.complete(task_id, owner, None, message=message)
+        if target is TaskStatus.FAILED:
+            return self.fail(task_id, owner, message=message)
+        if target is TaskStatus.CANCELLED:
+            return self.cancel(task_id, owner, message=message)
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            validate_transition(task_id, record.status, target)
+            return _Change(self._moved(record, now, target, message), status_changed=True)
+
+        return self._mutate(task_id, owner, apply)
+
+    def set_message(self, task_id: str, owner: str, message: str | None) -> TaskRecord:
+        """Change only the ``statusMessage`` of a non-terminal task.
+
+        :raises InvalidTransitionError: the task is terminal.
+        """
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            if record.is_terminal:
+                validate_transition(task_id, record.status, record.status)
+            task = msgspec.structs.replace(
+                record.task, status_message=message, last_updated_at=format_timestamp(now)
+            )
+            return _Change(msgspec.structs.replace(record, task=task))
+
+        return self._mutate(task_id, owner, apply)
+
+    def set_variables(self, task_id: str, owner: str, variables: Mapping[str, Any]) -> TaskRecord:
+        """Merge ``variables`` into the task's variables (``None`` deletes a key).
+
+        Concurrent calls never lose an update. On any error nothing is written.
+
+        :raises InvalidParamsError: bad names or values (NaN, too deep, string too long).
+        :raises VariablesTooLargeError: the merged map would exceed the size cap.
+        """
+        if not isinstance(variables, Mapping):
+            raise InvalidParamsError("Variables must be a JSON object")
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            merged = merge_variables(
+                record.variables,
+                variables,
+                max_bytes=self.max_variable_bytes,
+                max_depth=self.config.max_variable_depth,
+                max_string_bytes=self.config.max_string_bytes,
+            )
+            task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
+            return _Change(msgspec.structs.replace(record, task=task, variables=merged))
+
+        return self._mutate(task_id, owner, apply)
+
+    def complete(
+        self, task_id: str, owner: str, result: Any, *, message: str | None = None
+    ) -> TaskRecord:
+        """Move the task to ``completed`` and store ``result`` (any JSON value, ``None``
+        included) in one atomic write. The returned record carries the outcome.
+
+        :raises InvalidTransitionError: the task is already terminal (e.g. cancelled first).
+        :raises ResultTooLargeError: ``result`` exceeds the result cap.
+        """
+        outcome = self._checked_outcome(Outcome.of_result(result))
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            validate_transition(task_id, record.status, TaskStatus.COMPLETED)
+            moved = self._moved(record, now, TaskStatus.COMPLETED, message, outcome_kind="result")
+            return _Change(moved, outcome, status_changed=True)
+
+        return self._mutate(task_id, owner, apply)
+
+    def fail(
+        self,
+        task_id: str,
+        owner: str,
+        error: Mapping[str, Any] | None = None,
+        message: str | None = None,
+        result: Any = None,
+    ) -> TaskRecord:
+        """Move the task to ``failed`` with its outcome, in one atomic write.
+
+        :param error: a JSON-RPC error object (``{"code", "message", "data"?}``): the request
+            failed with this error.
+        :param result: a result to return instead (e.g. a ``CallToolResult`` with
+            ``isError: true``). At most one of ``error`` and ``result``; with neither the
+            outcome is a ``-32603`` error carrying ``message``.
+        :param message: ``statusMessage`` (defaults to the error's message).
+        :raises InvalidTransitionError: the task is already terminal.
+        :raises InvalidParamsError: both ``error`` and ``result``; malformed ``error``.
+        """
+        if error is not None and result is not None:
+            raise InvalidParamsError("fail() takes an error or a result, not both")
+        if result is not None:
+            outcome = Outcome.of_result(result)
+        elif error is not None:
+            if not isinstance(error, Mapping):
+                raise InvalidParamsError("error must be a JSON-RPC error object")
+            outcome = Outcome.of_error(error)
+        else:
+            outcome = Outcome.of_error({"code": -32603, "message": message or "Task failed"})
+        outcome = self._checked_outcome(outcome)
+        if message is None and outcome.error is not None:
+            message = str(outcome.error["message"])
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            validate_transition(task_id, record.status, TaskStatus.FAILED)
+            moved = self._moved(record, now, TaskStatus.FAILED, message, outcome_kind=outcome.kind)
+            return _Change(moved, outcome, status_changed=True)
+
+        return self._mutate(task_id, owner, apply)
+
+    def cancel(self, task_id: str, owner: str, message: str | None = None) -> TaskRecord:
+        """Move the task to ``cancelled`` (it will never have an outcome).
+
+        :raises InvalidTransitionError: the task is already terminal.
+        """
+
+        def apply(record: TaskRecord, now: int) -> _Change:
+            validate_transition(task_id, record.status, TaskStatus.CANCELLED)
+            return _Change(
+                self._moved(record, now, TaskStatus.CANCELLED, message), status_changed=True
+            )
+
+        return self._mutate(task_id, owner, apply)
+
+    # -- events --------------------------------------------------------------------------
+
+    def subscribe(
+        self, callback: StatusCallback, *, owner: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(task_wire_dict)`` after every status change (of ``owner``'s tasks
+        only, when given); return a function that unsubscribes.
+
+        Changes made by other processes sharing the storage are delivered too where the backend
+        carries events across processes (Redis). Callbacks run on the writer's or the backend's
+        listener thread; one that raises is logged and never breaks the store.
+        """
+        with self._subscribers_lock:
+            self._subscribers.append((callback, owner))
+            if self._remove_listener is None:
+                self._remove_listener = self.backend.add_listener(self._dispatch)
+
+        def unsubscribe() -> None:
+            self.unsubscribe(callback)
+
+        return unsubscribe
+
+    def unsubscribe(self, callback: StatusCallback) -> None:
+        """Stop calling ``callback`` (every subscription of it); unknown callbacks are ignored."""
+        with self._subscribers_lock:
+            self._subscribers = [(cb, o) for cb, o in self._subscribers if cb is not callback]
+            if not self._subscribers and self._remove_listener is not None:
+                self._remove_listener()
+                self._remove_listener = None
+
+    def close(self) -> None:
+        """Unsubscribe everything and close the backend."""
+        with self._subscribers_lock:
+            self._subscribers = []
+            if self._remove_listener is not None:
+                self._remove_listener()
+                self._remove_listener = None
+        self.backend.close()
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            event = _event_decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            _log.warning("ignoring a malformed task event")
+            return
+        for callback, owner in self._subscribers:
+            if owner is not None and owner != event.owner:
+                continue
+            try:
+                callback(event.task)
+            except Exception:  # a subscriber's bug must not break the writer
+                _log.exception("task status subscriber %r failed", callback)
+
+    # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_owner(owner: object) -> None:
+        if not isinstance(owner, str):
+            raise InvalidParamsError("owner must be a string")
+
+    def _key(self, task_id: object, owner: object) -> RecordKey:
+        self._check_owner(owner)
+        if not isinstance(task_id, str):
+            raise InvalidParamsError("taskId must be a string")
+        return (owner, task_id)  # type: ignore[return-value]
+
+    @staticmethod
+    def _status(status: TaskStatus | str) -> TaskStatus:
+        try:
+            return TaskStatus(status)
+        except ValueError:
+            raise InvalidParamsError(f"Unknown task status: {status!r}") from None
+
+    def _resolve_ttl(self, ttl_ms: object) -> int | None:
+        if ttl_ms is None:
+            return self.config.default_ttl_ms
+        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+            raise InvalidParamsError("ttl must be a non-negative integer number of milliseconds")
+        if ttl_ms < 0:
+            raise InvalidParamsError("ttl must not be negative")
+        ttl = max(ttl_ms, self.config.min_ttl_ms)
+        if self.config.max_ttl_ms is not None:
+            ttl = min(ttl, self.config.max_ttl_ms)
+        return ttl
+
+    def _checked_outcome(self, outcome: Outcome) -> Outcome:
+        value = outcome.result if outcome.kind == "result" else outcome.error
+        validate_json_value(
+            value,
+            max_depth=_RESULT_MAX_DEPTH,
+            max_string_bytes=self.result_max_bytes,
+            what="the result" if outcome.kind == "result" else "the error",
+        )
+        size = len(encode_outcome(outcome)) - _OUTCOME_OVERHEAD[outcome.kind]
+        if size > self.result_max_bytes:
+            raise ResultTooLargeError(
+                f"The result takes {size} bytes, over the limit of {self.result_max_bytes} bytes",
+                data={"limit": self.result_max_bytes, "size": size},
+            )
+        return outcome
+
+    @staticmethod
+    def _moved(
+        record: TaskRecord,
+        now: int,
+        status: TaskStatus,
+        message: str | None,
+        *,
+        outcome_kind: Any = None,
+    ) -> TaskRecord:
+        task = msgspec.structs.replace(
+            record.task,
+            status=status,
+            status_message=message,
+            last_updated_at=format_timestamp(now),
+        )
+        if outcome_kind is None:
+            return msgspec.structs.replace(record, task=task)
+        return msgspec.structs.replace(record, task=task, outcome_kind=outcome_kind)
+
+    def _decode(self, data: bytes, version: int, owner: str, task_id: str) -> TaskRecord:
+        record = decode_record(data, version)
+        # Defence in depth: keys are injective, but never hand out another owner's record.
+        if record.owner != owner or record.task_id != task_id:
+            raise TaskNotFoundError(task_id)
+        return record
+
+    def _read(self, key: RecordKey) -> tuple[TaskRecord, int]:
+        now = self.clock.now_ms()
+        try:
+            stored = self.backend.get(key, now_ms=now)
+        except RecordNotFound:
+            raise TaskNotFoundError(key[1]) from None
+        return self._decode(stored.data, stored.version, key[0], key[1]), now
+
+    def _event(self, record: TaskRecord) -> bytes:
+        return _event_encoder.encode(_Event(owner=record.owner, task=record.to_wire()))
+
+    def _mutate(
+        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change]
+    ) -> TaskRecord:
+        key = self._key(task_id, owner)
+        deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
+        backoff = _MIN_BACKOFF_S
+        attempts = 0
+        while True:
+            attempts += 1
+            record, now = self._read(key)
+            change = apply(record, now)
+            try:
+                version = self.backend.put_if_version(
+                    key,
+                    encode_record(change.record),
+                    record.version,
+                    outcome=None if change.outcome is None else encode_outcome(change.outcome),
+                    event=self._event(change.record) if change.status_changed else None,
+                    now_ms=now,
+                )
+            except VersionConflict as conflict:
+                if conflict.actual == 0:
+                    raise TaskNotFoundError(task_id) from None
+                if time.monotonic() >= deadline:
+                    raise ConflictError(
+                        f"Task {task_id} is being updated concurrently; gave up after "
+                        f"{attempts} attempts",
+                        data={"taskId": task_id, "attempts": attempts},
+                    ) from conflict
+                # Full jitter keeps racing writers from retrying in lockstep.
+                time.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            return msgspec.structs.replace(change.record, version=version, outcome=change.outcome)
+
+    @staticmethod
+    def _encode_cursor(sort_ms: int, task_id: str, owner: str) -> str:
+        raw = _cursor_encoder.encode((_CURSOR_FORMAT, sort_ms, task_id, _owner_tag(owner)))
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: object, owner: str) -> ListPosition:
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
+            raise InvalidCursorError("Invalid cursor")
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            fmt, sort_ms, task_id, tag = _cursor_decoder.decode(raw)
+        except (binascii.Error, ValueError, msgspec.ValidationError, msgspec.DecodeError):
+            raise InvalidCursorError("Invalid cursor") from None
+        if fmt != _CURSOR_FORMAT or tag != _owner_tag(owner):
+            raise InvalidCursorError("Invalid cursor")
+        return ListPosition(sort_ms, task_id)

@@ -1,0 +1,182 @@
+"""Wire types of the MCP 2025-11-25 ``tasks`` utility, as frozen msgspec Structs.
+
+Attributes are snake_case in Python and camelCase on the wire (``meta`` ↔ ``_meta``). Optional
+fields are omitted when ``None``, except :attr:`Task.ttl`, which is always present and ``null``
+when the task lives forever (DESIGN §3). Unknown keys on input are ignored.
+
+Use :func:`to_builtins` / :func:`encode` for the wire form and :func:`decode` (or the typed
+decoders) for inbound JSON: a Struct's ``__init__`` does not type-check, ``decode`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from taskstore.errors import InvalidParamsError
+from taskstore.states import TaskStatus
+
+__all__ = [
+    "META_MODEL_IMMEDIATE_RESPONSE",
+    "META_RELATED_TASK",
+    "CancelTaskParams",
+    "CreateTaskResult",
+    "GetTaskParams",
+    "GetTaskPayloadParams",
+    "ListTasksParams",
+    "ListTasksResult",
+    "RelatedTaskMetadata",
+    "Task",
+    "TaskMetadata",
+    "TaskSupport",
+    "ToolExecution",
+    "WireStruct",
+    "decode",
+    "encode",
+    "server_tasks_capability",
+    "to_builtins",
+]
+
+#: ``_meta`` key linking a message to its task: ``{"taskId": id}``.
+META_RELATED_TASK = "io.modelcontextprotocol/related-task"
+#: ``_meta`` key of ``CreateTaskResult`` carrying an optional immediate answer for the model.
+META_MODEL_IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
+
+#: ``execution.taskSupport`` of a tool declaration; absent means ``"forbidden"``.
+TaskSupport = Literal["forbidden", "optional", "required"]
+
+
+class WireStruct(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """Base of every wire type: frozen, keyword-only, camelCase keys, ``None`` fields omitted."""
+
+
+class Task(WireStruct):
+    """The ``Task`` object: the flat result of ``tasks/get``/``tasks/cancel`` and the params of
+    ``notifications/tasks/status``.
+
+    ``ttl`` is required and always encoded (``null`` = unlimited); every other optional field is
+    omitted when ``None``.
+    """
+
+    task_id: str
+    status: TaskStatus
+    created_at: str
+    last_updated_at: str
+    ttl: int | None
+    status_message: str | None = None
+    poll_interval: int | None = None
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class CreateTaskResult(WireStruct):
+    """Result of a task-augmented request: ``{"task": Task, "_meta"?: {...}}`` (wrapped)."""
+
+    task: Task
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class ListTasksResult(WireStruct):
+    """Result of ``tasks/list``: ``{"tasks": [...], "nextCursor"?: str}``."""
+
+    tasks: list[Task]
+    next_cursor: str | None = None
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class TaskMetadata(WireStruct):
+    """The ``task`` member of a task-augmented request's params: ``{"ttl"?: int}``."""
+
+    ttl: int | None = None
+
+
+class RelatedTaskMetadata(WireStruct):
+    """Value of ``_meta["io.modelcontextprotocol/related-task"]``."""
+
+    task_id: str
+
+
+class GetTaskParams(WireStruct):
+    """Params of ``tasks/get``."""
+
+    task_id: str
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class GetTaskPayloadParams(WireStruct):
+    """Params of ``tasks/result``."""
+
+    task_id: str
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class ListTasksParams(WireStruct):
+    """Params of ``tasks/list``."""
+
+    cursor: str | None = None
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+
+class CancelTaskParams(WireStruct):
+    """Params of ``tasks/cancel``.
+
+    ``result`` is taskstore's (and ``pmcp-tasks``') cancel-as-completion extension: when the
+    key is present, the task is *completed* with that value instead of cancelled.
+    ``has_result`` tells a present ``null`` apart from an absent key.
+    """
+
+    task_id: str
+    result: Any = msgspec.UNSET
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
+
+    @property
+    def has_result(self) -> bool:
+        """``True`` when the request carried a ``result`` key (even ``null``)."""
+        return self.result is not msgspec.UNSET
+
+
+class ToolExecution(WireStruct):
+    """``execution`` member of a tool declaration in ``tools/list``."""
+
+    task_support: TaskSupport = "forbidden"
+
+
+def server_tasks_capability(*, list_supported: bool = True) -> dict[str, Any]:
+    """Return the server's ``capabilities.tasks`` object (DESIGN §3).
+
+    :param list_supported: ``False`` for servers that cannot identify requestors (anonymous
+        mode): ``list`` is then omitted.
+    """
+    capability: dict[str, Any] = {}
+    if list_supported:
+        capability["list"] = {}
+    capability["cancel"] = {}
+    capability["requests"] = {"tools": {"call": {}}}
+    return capability
+
+
+_encoder = msgspec.json.Encoder()
+_T = TypeVar("_T")
+
+
+def encode(value: Any) -> bytes:
+    """Encode a wire Struct (or builtins holding them) as compact JSON bytes."""
+    return _encoder.encode(value)
+
+
+def to_builtins(value: Any) -> Any:
+    """Convert a wire Struct to plain dicts/lists with wire key names."""
+    return msgspec.to_builtins(value)
+
+
+def decode(data: bytes | str | dict[str, Any], type: type[_T]) -> _T:  # noqa: A002
+    """Decode JSON text or an already-parsed dict into ``type``, validating it.
+
+    :raises InvalidParamsError: (-32602) when the input does not match the type.
+    """
+    try:
+        if isinstance(data, dict):
+            return msgspec.convert(data, type)
+        return msgspec.json.decode(data, type=type)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidParamsError(f"Invalid params: {exc}") from exc

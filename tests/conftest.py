@@ -1,0 +1,107 @@
+"""Shared fixtures: the backend table every contract and store test runs over.
+
+One table (``BACKEND_PARAMS``) drives parametrisation, as ``limits`` does: each entry names a
+``backend_factory_<id>`` fixture returning ``make(**options) -> StorageBackend`` that gives a
+fresh, empty namespace (key prefix or table) per call. Server-backed factories live in
+``tests/support`` and skip with a reason when their server is missing, or fail when
+``TASKSTORE_REQUIRE_SERVERS=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taskstore import ManualClock, TaskStore
+from taskstore.backends.base import StorageBackend
+from taskstore.backends.memory import InMemoryBackend
+from taskstore.testing import T0
+
+BackendFactory = Callable[..., StorageBackend]
+
+BACKEND_PARAMS: list[Any] = [pytest.param("memory", marks=pytest.mark.memory, id="memory")]
+
+# Backends whose support module is present and whose driver is installed join the table.
+pytest_plugins: list[str] = []
+for _module, _drivers in (
+    ("tests.support.redis_support", ("redis", "fakeredis")),
+    ("tests.support.dynamodb_support", ("boto3", "moto")),
+):
+    if importlib.util.find_spec(_module) is not None and all(
+        importlib.util.find_spec(d) is not None for d in _drivers
+    ):
+        pytest_plugins.append(_module)
+        BACKEND_PARAMS.extend(importlib.import_module(_module).BACKEND_PARAMS)
+
+
+@pytest.fixture
+def backend_factory_memory() -> BackendFactory:
+    """Fresh in-memory backends."""
+    return lambda **options: InMemoryBackend(**options)
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The id of the backend under test."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def backend_factory(request: pytest.FixtureRequest, backend_name: str) -> BackendFactory:
+    """``make(**options)`` for the backend under test."""
+    factory: BackendFactory = request.getfixturevalue(f"backend_factory_{backend_name}")
+    return factory
+
+
+@pytest.fixture
+def backend(backend_factory: BackendFactory) -> Iterator[StorageBackend]:
+    """A fresh, empty backend of every kind in the table."""
+    made = backend_factory()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at the suite's base time."""
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def make_store(backend_factory: BackendFactory, clock: ManualClock) -> Iterator[Callable[..., TaskStore]]:
+    """``make_store(**config)``: a TaskStore over a fresh backend, on the shared manual clock.
+
+    Keyword arguments are StoreConfig/SecurityConfig fields; ``allow_anonymous`` defaults on
+    only when asked.
+    """
+    from taskstore.config import StoreConfig
+    from taskstore.security import SecurityConfig
+
+    stores: list[TaskStore] = []
+
+    def make(**options: Any) -> TaskStore:
+        security_fields = set(SecurityConfig.__struct_fields__)
+        security = {k: v for k, v in options.items() if k in security_fields}
+        config = {k: v for k, v in options.items() if k not in security_fields}
+        store = TaskStore(
+            backend_factory(),
+            config=StoreConfig(**config),
+            security=SecurityConfig(**security),
+            clock=clock,
+        )
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., TaskStore]) -> TaskStore:
+    """A TaskStore with default settings over every backend of the table."""
+    return make_store()

@@ -1,0 +1,1 @@
+"""Fixtures for server-backed backends (Redis, DynamoDB), registered by ``tests/conftest.py``."""
