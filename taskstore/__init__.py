@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from taskstore._open import open
+from taskstore._open import open  # noqa: A004 - taskstore.open(url) is the entry point
 from taskstore.backends import open_backend, register_backend
 from taskstore.backends.base import ListPosition, StorageBackend, VersionedRecord
 from taskstore.backends.memory import InMemoryBackend

@@ -60,4 +60,6 @@ def validate_transition(task_id: str, from_status: TaskStatus, to_status: TaskSt
     :raises InvalidTransitionError: (JSON-RPC -32602) naming the task and both statuses.
     """
     if not can_transition(from_status, to_status):
-        raise InvalidTransitionError(task_id, TaskStatus(from_status).value, TaskStatus(to_status).value)
+        raise InvalidTransitionError(
+            task_id, TaskStatus(from_status).value, TaskStatus(to_status).value
+        )

@@ -516,7 +516,7 @@ class TaskStore:
                 continue
             try:
                 callback(event.task)
-            except Exception:  # a subscriber's bug must not break the writer
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not break the writer
                 _log.exception("task status subscriber %r failed", callback)
 
     # -- internals -----------------------------------------------------------------------

@@ -13,8 +13,10 @@ Subclass :class:`BackendContract` in a pytest module, name the subclass ``Testâ€
             yield backend
             backend.close()
 
-Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. Requires pytest
-(imported lazily by pytest itself when it collects the subclass).
+Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. The concurrency
+tests need real atomicity: a test double whose conditional writes are not atomic (moto)
+overrides the ``backend_is_atomic`` fixture to return ``False`` and they skip. Requires pytest
+(the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from taskstore.backends.base import ListPosition, StorageBackend
 from taskstore.errors import BackendError, QuotaExceededError, RecordNotFound, VersionConflict
 
-__all__ = ["BackendContract", "T0", "run_barrier_threads"]
+__all__ = ["T0", "BackendContract", "run_barrier_threads"]
 
 #: The base "now" of the suite (2026-01-01T00:00:00Z in epoch ms).
 T0 = 1_767_225_600_000
@@ -65,7 +69,7 @@ def run_barrier_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[index] = target(index)
-        except BaseException as exc:  # collected for the test to assert on
+        except BaseException as exc:  # noqa: BLE001 - collected for the test to assert on
             results[index] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
@@ -94,6 +98,11 @@ class BackendContract:
 
     Subclasses provide a ``backend`` fixture (fresh and empty for each test).
     """
+
+    @pytest.fixture
+    def backend_is_atomic(self) -> bool:
+        """Whether the backend's conditional writes are really atomic (override for mocks)."""
+        return True
 
     # -- get / put ------------------------------------------------------------------------
 
@@ -180,8 +189,12 @@ class BackendContract:
         else:
             raise AssertionError("CAS on an expired record must conflict")
         assert backend.list_by_prefix("alice", now_ms=later) == []
-        assert backend.create(("alice", "new"), _data(3), None, sort_ms=later, max_live=1,
-                              now_ms=later) == 1
+        assert (
+            backend.create(
+                ("alice", "new"), _data(3), None, sort_ms=later, max_live=1, now_ms=later
+            )
+            == 1
+        )
 
     def test_cleanup_expired_counts_and_removes(self, backend: StorageBackend) -> None:
         """cleanup_expired removes exactly the expired records and reports how many."""
@@ -298,8 +311,9 @@ class BackendContract:
     def test_create_enforces_quota_per_owner(self, backend: StorageBackend) -> None:
         """The owner's live count is capped at max_live; other owners are unaffected."""
         for i in range(3):
-            backend.create(("alice", f"t{i}"), _data(i), _FUTURE, sort_ms=T0 + i, max_live=3,
-                           now_ms=T0)
+            backend.create(
+                ("alice", f"t{i}"), _data(i), _FUTURE, sort_ms=T0 + i, max_live=3, now_ms=T0
+            )
         try:
             backend.create(("alice", "t3"), _data(3), _FUTURE, sort_ms=T0, max_live=3, now_ms=T0)
         except QuotaExceededError:
@@ -312,10 +326,14 @@ class BackendContract:
             pass
         else:
             raise AssertionError("a refused create must not write")
-        assert backend.create(("alice:", "t0"), _data(0), _FUTURE, sort_ms=T0, max_live=3,
-                              now_ms=T0) == 1
-        assert backend.create(("alice", "t9"), _data(9), _FUTURE, sort_ms=T0, max_live=None,
-                              now_ms=T0) == 1
+        assert (
+            backend.create(("alice:", "t0"), _data(0), _FUTURE, sort_ms=T0, max_live=3, now_ms=T0)
+            == 1
+        )
+        assert (
+            backend.create(("alice", "t9"), _data(9), _FUTURE, sort_ms=T0, max_live=None, now_ms=T0)
+            == 1
+        )
 
     def test_quota_ignores_expired_and_deleted(self, backend: StorageBackend) -> None:
         """Expired and deleted records free their quota slot at once."""
@@ -327,11 +345,19 @@ class BackendContract:
             pass
         else:
             raise AssertionError("expected QuotaExceededError")
-        assert backend.create(("alice", "c"), _data(3), _FUTURE, sort_ms=T0 + 100, max_live=2,
-                              now_ms=T0 + 100) == 1
+        assert (
+            backend.create(
+                ("alice", "c"), _data(3), _FUTURE, sort_ms=T0 + 100, max_live=2, now_ms=T0 + 100
+            )
+            == 1
+        )
         assert backend.delete(("alice", "b")) is True
-        assert backend.create(("alice", "d"), _data(4), _FUTURE, sort_ms=T0 + 100, max_live=2,
-                              now_ms=T0 + 100) == 1
+        assert (
+            backend.create(
+                ("alice", "d"), _data(4), _FUTURE, sort_ms=T0 + 100, max_live=2, now_ms=T0 + 100
+            )
+            == 1
+        )
 
     def test_create_over_expired_key(self, backend: StorageBackend) -> None:
         """create may reuse the key of an expired record, starting at version 1."""
@@ -390,10 +416,18 @@ class BackendContract:
     def test_list_stale_anchor_raises(self, backend: StorageBackend) -> None:
         """Paging after a record that was deleted or expired raises RecordNotFound."""
         for i in range(3):
-            backend.put(("alice", f"t{i}"), _data(i), T0 + 100 if i == 1 else _FUTURE,
-                        sort_ms=T0 + i, now_ms=T0)
+            backend.put(
+                ("alice", f"t{i}"),
+                _data(i),
+                T0 + 100 if i == 1 else _FUTURE,
+                sort_ms=T0 + i,
+                now_ms=T0,
+            )
         backend.delete(("alice", "t2"))
-        for anchor, now in ((ListPosition(T0 + 2, "t2"), T0), (ListPosition(T0 + 1, "t1"), T0 + 100)):
+        for anchor, now in (
+            (ListPosition(T0 + 2, "t2"), T0),
+            (ListPosition(T0 + 1, "t1"), T0 + 100),
+        ):
             try:
                 backend.list_by_prefix("alice", anchor, 5, now_ms=now)
             except RecordNotFound:
@@ -459,8 +493,10 @@ class BackendContract:
         remove_bad = backend.add_listener(bad)
         remove_good = backend.add_listener(good.append)
         try:
-            assert backend.put(("alice", "t"), _data(1), _FUTURE, sort_ms=T0, event=b"{}",
-                               now_ms=T0) == 1
+            assert (
+                backend.put(("alice", "t"), _data(1), _FUTURE, sort_ms=T0, event=b"{}", now_ms=T0)
+                == 1
+            )
             assert _wait_until(lambda: good == [b"{}"])
         finally:
             remove_bad()
@@ -494,8 +530,12 @@ class BackendContract:
 
     # -- concurrency ----------------------------------------------------------------------
 
-    def test_concurrent_cas_exactly_one_winner(self, backend: StorageBackend) -> None:
+    def test_concurrent_cas_exactly_one_winner(
+        self, backend: StorageBackend, backend_is_atomic: bool
+    ) -> None:
         """16 threads CAS from the same version: exactly one wins, the rest conflict."""
+        if not backend_is_atomic:
+            pytest.skip("this backend's conditional writes are not atomic (a mock)")
         key = ("alice", "t1")
         backend.put(key, _data(0), _FUTURE, sort_ms=T0, now_ms=T0)
         results = run_barrier_threads(
@@ -505,8 +545,12 @@ class BackendContract:
         assert sum(1 for r in results if isinstance(r, VersionConflict)) == 15
         assert backend.get(key, now_ms=T0).version == 2
 
-    def test_concurrent_cas_retry_loops_lose_nothing(self, backend: StorageBackend) -> None:
+    def test_concurrent_cas_retry_loops_lose_nothing(
+        self, backend: StorageBackend, backend_is_atomic: bool
+    ) -> None:
         """8 threads Ã— 10 increments through read-CAS-retry loops end at exactly version 81."""
+        if not backend_is_atomic:
+            pytest.skip("this backend's conditional writes are not atomic (a mock)")
         key = ("alice", "counter")
         backend.put(key, b"0", _FUTURE, sort_ms=T0, now_ms=T0)
 
@@ -515,8 +559,9 @@ class BackendContract:
             while done < 10:
                 current = backend.get(key, now_ms=T0)
                 try:
-                    backend.put_if_version(key, str(int(current.data) + 1).encode(),
-                                           current.version, now_ms=T0)
+                    backend.put_if_version(
+                        key, str(int(current.data) + 1).encode(), current.version, now_ms=T0
+                    )
                 except VersionConflict:
                     continue
                 done += 1
@@ -528,13 +573,16 @@ class BackendContract:
         assert (stored.data, stored.version) == (b"80", 81)
 
     def test_concurrent_create_quota_admits_exactly_the_limit(
-        self, backend: StorageBackend
+        self, backend: StorageBackend, backend_is_atomic: bool
     ) -> None:
         """32 threads creating for one owner with room for 10: exactly 10 succeed."""
+        if not backend_is_atomic:
+            pytest.skip("this backend's conditional writes are not atomic (a mock)")
         results = run_barrier_threads(
             32,
-            lambda i: backend.create(("alice", f"t{i}"), _data(i), _FUTURE, sort_ms=T0,
-                                     max_live=10, now_ms=T0),
+            lambda i: backend.create(
+                ("alice", f"t{i}"), _data(i), _FUTURE, sort_ms=T0, max_live=10, now_ms=T0
+            ),
         )
         assert sum(1 for r in results if r == 1) == 10
         assert sum(1 for r in results if isinstance(r, QuotaExceededError)) == 22

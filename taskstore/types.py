@@ -51,7 +51,7 @@ class WireStruct(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     """Base of every wire type: frozen, keyword-only, camelCase keys, ``None`` fields omitted."""
 
 
-class Task(WireStruct):
+class Task(WireStruct, frozen=True):
     """The ``Task`` object: the flat result of ``tasks/get``/``tasks/cancel`` and the params of
     ``notifications/tasks/status``.
 
@@ -69,14 +69,14 @@ class Task(WireStruct):
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class CreateTaskResult(WireStruct):
+class CreateTaskResult(WireStruct, frozen=True):
     """Result of a task-augmented request: ``{"task": Task, "_meta"?: {...}}`` (wrapped)."""
 
     task: Task
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class ListTasksResult(WireStruct):
+class ListTasksResult(WireStruct, frozen=True):
     """Result of ``tasks/list``: ``{"tasks": [...], "nextCursor"?: str}``."""
 
     tasks: list[Task]
@@ -84,40 +84,40 @@ class ListTasksResult(WireStruct):
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class TaskMetadata(WireStruct):
+class TaskMetadata(WireStruct, frozen=True):
     """The ``task`` member of a task-augmented request's params: ``{"ttl"?: int}``."""
 
     ttl: int | None = None
 
 
-class RelatedTaskMetadata(WireStruct):
+class RelatedTaskMetadata(WireStruct, frozen=True):
     """Value of ``_meta["io.modelcontextprotocol/related-task"]``."""
 
     task_id: str
 
 
-class GetTaskParams(WireStruct):
+class GetTaskParams(WireStruct, frozen=True):
     """Params of ``tasks/get``."""
 
     task_id: str
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class GetTaskPayloadParams(WireStruct):
+class GetTaskPayloadParams(WireStruct, frozen=True):
     """Params of ``tasks/result``."""
 
     task_id: str
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class ListTasksParams(WireStruct):
+class ListTasksParams(WireStruct, frozen=True):
     """Params of ``tasks/list``."""
 
     cursor: str | None = None
     meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
-class CancelTaskParams(WireStruct):
+class CancelTaskParams(WireStruct, frozen=True):
     """Params of ``tasks/cancel``.
 
     ``result`` is taskstore's (and ``pmcp-tasks``') cancel-as-completion extension: when the
@@ -135,7 +135,7 @@ class CancelTaskParams(WireStruct):
         return self.result is not msgspec.UNSET
 
 
-class ToolExecution(WireStruct):
+class ToolExecution(WireStruct, frozen=True):
     """``execution`` member of a tool declaration in ``tools/list``."""
 
     task_support: TaskSupport = "forbidden"
@@ -169,14 +169,15 @@ def to_builtins(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-def decode(data: bytes | str | dict[str, Any], type: type[_T]) -> _T:  # noqa: A002
-    """Decode JSON text or an already-parsed dict into ``type``, validating it.
+def decode(data: Any, type: type[_T]) -> _T:  # noqa: A002
+    """Decode JSON text (``bytes``/``str``) or already-parsed JSON (any other value) into
+    ``type``, validating it.
 
     :raises InvalidParamsError: (-32602) when the input does not match the type.
     """
     try:
-        if isinstance(data, dict):
-            return msgspec.convert(data, type)
-        return msgspec.json.decode(data, type=type)
+        if isinstance(data, (bytes, bytearray, memoryview, str)):
+            return msgspec.json.decode(data, type=type)
+        return msgspec.convert(data, type)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidParamsError(f"Invalid params: {exc}") from exc

@@ -89,9 +89,7 @@ def _require(registration: _Registration) -> None:
         try:
             importlib.import_module(driver)
         except ImportError:
-            package = (
-                f"'taskstore[{registration.extra}]'" if registration.extra else driver
-            )
+            package = f"'taskstore[{registration.extra}]'" if registration.extra else driver
             raise MissingDependencyError(
                 f"The {driver!r} package is needed for this backend: pip install {package}"
             ) from None

@@ -134,7 +134,7 @@ class StorageBackend(Protocol):
         key: RecordKey,
         data: bytes,
         expected: int,
-        expires_at_ms: int | None | Keep = KEEP,
+        expires_at_ms: int | Keep | None = KEEP,
         *,
         outcome: bytes | None = None,
         event: bytes | None = None,

@@ -37,7 +37,12 @@ class _Entry:
     __slots__ = ("data", "expires_at_ms", "outcome", "sort_ms", "version")
 
     def __init__(
-        self, data: bytes, version: int, expires_at_ms: int | None, sort_ms: int, outcome: bytes | None
+        self,
+        data: bytes,
+        version: int,
+        expires_at_ms: int | None,
+        sort_ms: int,
+        outcome: bytes | None,
     ) -> None:
         self.data = data
         self.version = version
@@ -191,7 +196,7 @@ class InMemoryBackend:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:  # a broken listener must never break a write
+            except Exception:  # noqa: BLE001 - a broken listener must never break a write
                 _log.exception("taskstore event listener failed")
 
     def _check_open(self) -> None:
@@ -262,7 +267,7 @@ class InMemoryBackend:
         key: RecordKey,
         data: bytes,
         expected: int,
-        expires_at_ms: int | None | Keep = KEEP,
+        expires_at_ms: int | Keep | None = KEEP,
         *,
         outcome: bytes | None = None,
         event: bytes | None = None,

@@ -1,0 +1,7 @@
+"""``python -m taskstore``."""
+
+import sys
+
+from taskstore.cli import main
+
+sys.exit(main())
