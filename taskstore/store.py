@@ -382,15 +382,33 @@ class TaskStore:
             raise InvalidParamsError("Variables must be a JSON object")
 
         def apply(record: TaskRecord, now: int) -> _Change:
-            merged = merge_variables(
-                record.variables,
-                variables,
-                max_bytes=self.max_variable_bytes,
-                max_depth=self.config.max_variable_depth,
-                max_string_bytes=self.config.max_string_bytes,
-            )
-            task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
-            return _Change(msgspec.structs.replace(record, task=task, variables=merged))
+            return self._merged(record, now, variables)
+
+        return self._mutate(task_id, owner, apply)
+
+    def update_variables(
+        self,
+        task_id: str,
+        owner: str,
+        update: Callable[[TaskRecord], Mapping[str, Any] | None],
+    ) -> TaskRecord:
+        """Atomic read-modify-write of the variables: ``update(record)`` looks at the current
+        record and returns the changes to merge (``None`` values delete keys), or ``None`` to
+        write nothing.
+
+        ``update`` runs again on every lost compare-and-set, against the fresh record, so it
+        must be free of side effects. Limits as in :meth:`set_variables`.
+
+        :raises InvalidParamsError: the changes are not valid variables.
+        """
+
+        def apply(record: TaskRecord, now: int) -> _Change | None:
+            changes = update(record)
+            if changes is None:
+                return None
+            if not isinstance(changes, Mapping):
+                raise InvalidParamsError("Variables must be a JSON object")
+            return self._merged(record, now, changes)
 
         return self._mutate(task_id, owner, apply)
 
@@ -586,6 +604,17 @@ class TaskStore:
             return msgspec.structs.replace(record, task=task)
         return msgspec.structs.replace(record, task=task, outcome_kind=outcome_kind)
 
+    def _merged(self, record: TaskRecord, now: int, changes: Mapping[str, Any]) -> _Change:
+        merged = merge_variables(
+            record.variables,
+            changes,
+            max_bytes=self.max_variable_bytes,
+            max_depth=self.config.max_variable_depth,
+            max_string_bytes=self.config.max_string_bytes,
+        )
+        task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
+        return _Change(msgspec.structs.replace(record, task=task, variables=merged))
+
     def _decode(self, data: bytes, version: int, owner: str, task_id: str) -> TaskRecord:
         record = decode_record(data, version)
         # Defence in depth: keys are injective, but never hand out another owner's record.
@@ -605,7 +634,7 @@ class TaskStore:
         return _event_encoder.encode(_Event(owner=record.owner, task=record.to_wire()))
 
     def _mutate(
-        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change]
+        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
     ) -> TaskRecord:
         key = self._key(task_id, owner)
         deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
@@ -615,6 +644,8 @@ class TaskStore:
             attempts += 1
             record, now = self._read(key)
             change = apply(record, now)
+            if change is None:
+                return record
             try:
                 version = self.backend.put_if_version(
                     key,

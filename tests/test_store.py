@@ -734,3 +734,19 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.005)
+
+
+def test_update_variables_read_modify_write(store: TaskStore) -> None:
+    """update_variables merges what the callback returns from the current record; None
+    writes nothing."""
+    record = store.create(OWNER)
+    store.set_variables(record.task_id, OWNER, {"count": 1})
+    updated = store.update_variables(
+        record.task_id, OWNER, lambda r: {"count": r.variables["count"] + 1, "seen": True}
+    )
+    assert updated.variables == {"count": 2, "seen": True} and updated.version == 3
+    unchanged = store.update_variables(record.task_id, OWNER, lambda r: None)
+    assert unchanged.version == 3
+    with pytest.raises(InvalidParamsError):
+        store.update_variables(record.task_id, OWNER, lambda r: {"bad": math.nan})
+    assert store.get(record.task_id, OWNER).version == 3

@@ -75,3 +75,17 @@ def test_many_owners_create_in_parallel(store: TaskStore) -> None:
     assert all(isinstance(r, TaskRecord) for r in results)
     for i in range(16):
         assert [r.task_id for r in store.list(f"owner-{i}").tasks] == [results[i].task_id]
+
+
+def test_parallel_update_variables_counter_is_exact(store: TaskStore) -> None:
+    """8 threads × 25 read-modify-write increments through update_variables end at 200."""
+    record = store.create(OWNER)
+    store.set_variables(record.task_id, OWNER, {"n": 0})
+
+    def bump(_: int) -> int:
+        for _ in range(25):
+            store.update_variables(record.task_id, OWNER, lambda r: {"n": r.variables["n"] + 1})
+        return 25
+
+    assert run_barrier_threads(8, bump) == [25] * 8
+    assert store.get(record.task_id, OWNER).variables["n"] == 200
