@@ -32,6 +32,10 @@ __all__ = [
     "TaskSupport",
     "ToolExecution",
     "WireStruct",
+    "WorkflowPauseReason",
+    "WorkflowProgress",
+    "WorkflowStepState",
+    "WorkflowStepStatus",
     "decode",
     "encode",
     "server_tasks_capability",
@@ -153,6 +157,51 @@ def server_tasks_capability(*, list_supported: bool = True) -> dict[str, Any]:
     capability["cancel"] = {}
     capability["requests"] = {"tools": {"call": {}}}
     return capability
+
+
+#: Status of one workflow step in ``_workflow.progress``.
+WorkflowStepStatus = Literal["pending", "completed", "failed", "skipped"]
+
+
+class WorkflowStepState(WireStruct, frozen=True):
+    """One step of a workflow's progress: ``{"name", "tool", "status"}``."""
+
+    name: str
+    tool: str
+    status: WorkflowStepStatus
+
+
+class WorkflowProgress(WireStruct, frozen=True):
+    """The ``_workflow.progress`` task variable (schema version 1)."""
+
+    goal: str
+    steps: list[WorkflowStepState]
+    schema_version: int
+
+
+class WorkflowPauseReason(WireStruct, frozen=True):
+    """Why a workflow stopped (``_workflow.pause_reason``), tagged by ``type``.
+
+    - ``unresolvableParams``: ``param`` of ``blockedStep`` has no value (a missing prompt
+      argument, or a field absent from an earlier step's output).
+    - ``schemaMismatch``: the tool's required input ``missingFields`` are absent.
+    - ``toolError``: the tool failed with ``error``; ``retryable`` says whether trying again
+      may help.
+    - ``unresolvedDependency``: ``blockedStep`` needs ``missingOutput`` (a binding) that
+      ``producingStep`` did not produce because it failed or was skipped.
+
+    ``suggestedTool`` is the tool the client should call to get past the blocker.
+    """
+
+    type: Literal["unresolvableParams", "schemaMismatch", "toolError", "unresolvedDependency"]
+    blocked_step: str
+    suggested_tool: str | None = None
+    param: str | None = None
+    missing_fields: list[str] | None = None
+    error: str | None = None
+    retryable: bool | None = None
+    missing_output: str | None = None
+    producing_step: str | None = None
 
 
 _encoder = msgspec.json.Encoder()
