@@ -1,0 +1,240 @@
+"""``ToolContext``: what a tool handler gets besides its arguments.
+
+For a task-augmented call it wraps the task's :class:`~taskstore.context.TaskContext`
+(``ctx.task``: variables, status message, ...) and adds what only the MCP layer can do:
+progress notifications on the original ``progressToken`` (valid for the task's whole life),
+cooperative cancellation (``ctx.cancelled``, ``ctx.sleep``) and input requests to the client
+(``ctx.elicit``). For an ordinary (inline) call ``ctx.task`` is ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from taskstore.context import TaskContext
+from taskstore.errors import InvalidTransitionError, TaskNotFoundError
+from taskstore.mcp.inputs import InputBroker
+from taskstore.mcp.jsonrpc import JsonDict, notification
+from taskstore.mcp.notifications import NotificationSender
+from taskstore.record import TaskRecord
+from taskstore.states import TaskStatus
+from taskstore.types import META_RELATED_TASK
+
+__all__ = ["TaskCancelled", "ToolContext"]
+
+_log = logging.getLogger("taskstore.mcp")
+
+# Without store events from other processes (e.g. DynamoDB), a waiting tool re-reads its task
+# this often to notice a cancel made elsewhere.
+_CANCEL_POLL_S = 0.5
+
+
+class TaskCancelled(Exception):
+    """Raised inside a tool by :meth:`ToolContext.elicit` (and available to tools) when the
+    task was cancelled; the runner treats it as a quiet end: the task is already final."""
+
+
+class ToolContext:
+    """Handler-side handle of one tool call. Thread-safe.
+
+    :param tool: the tool's name.
+    :param task: the task's context for a task-augmented call, else ``None``.
+    :param progress_token: the request's ``_meta.progressToken``, if any.
+    :param sender: where progress notifications go (the session's stream), if anywhere.
+    :param inputs: the broker carrying input requests to the client (tasks only).
+    """
+
+    def __init__(
+        self,
+        tool: str,
+        *,
+        task: TaskContext | None = None,
+        progress_token: str | int | None = None,
+        sender: NotificationSender | None = None,
+        inputs: InputBroker | None = None,
+    ) -> None:
+        self.tool = tool
+        self.task = task
+        self.progress_token = progress_token
+        self.sender = sender
+        self.inputs = inputs
+        self._cancel = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"ToolContext(tool={self.tool!r}, task_id={self.task_id!r})"
+
+    @property
+    def task_id(self) -> str | None:
+        """The task id of a task-augmented call, else ``None``."""
+        return self.task.task_id if self.task is not None else None
+
+    # -- cancellation --------------------------------------------------------------------
+
+    def signal_cancel(self) -> None:
+        """Mark the call cancelled (the runner calls this on ``tasks/cancel`` or a client's
+        ``notifications/cancelled``); wakes :meth:`sleep`."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """``True`` once the call was cancelled; for a task also when the store says so
+        (a cancel made by another process) or the task expired. Stop when you see it."""
+        if self._cancel.is_set():
+            return True
+        if self.task is not None and self.task.cancelled:
+            self._cancel.set()
+            return True
+        return False
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``, waking early on cancellation; return ``True`` if cancelled.
+
+        A cooperative tool sleeps with this instead of :func:`time.sleep`.
+        """
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            if self.cancelled:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._cancel.wait(min(remaining, _CANCEL_POLL_S)):
+                return True
+
+    # -- progress ------------------------------------------------------------------------
+
+    def progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report progress: a ``notifications/progress`` on the request's ``progressToken``
+        (when the client sent one) and, for a task, ``message`` as its ``statusMessage`` (so
+        clients that only poll ``tasks/get`` see it too). Never raises for delivery problems.
+        """
+        if self.task is not None and message is not None:
+            try:
+                self.task.set_message(message)
+            except (InvalidTransitionError, TaskNotFoundError):
+                pass  # the task ended (cancelled or expired): progress no longer matters
+        if self.progress_token is None or self.sender is None:
+            return
+        params: JsonDict = {"progressToken": self.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        if self.task is not None:
+            params["_meta"] = {META_RELATED_TASK: {"taskId": self.task.task_id}}
+        try:
+            self.sender.send(notification("notifications/progress", params))
+        except Exception:  # noqa: BLE001 - a dead stream must not fail the tool
+            _log.debug("dropping a progress notification", exc_info=True)
+
+    # -- the task ------------------------------------------------------------------------
+
+    def _require_task(self) -> TaskContext:
+        if self.task is None:
+            raise RuntimeError(f"tool {self.tool!r} is not running as a task")
+        return self.task
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The task's variables (a fresh read).
+
+        :raises RuntimeError: not running as a task.
+        """
+        return self._require_task().variables
+
+    def set_variables(self, variables: Mapping[str, Any]) -> TaskRecord:
+        """Merge variables into the task (``None`` deletes); see
+        :meth:`taskstore.TaskStore.set_variables`.
+
+        :raises RuntimeError: not running as a task.
+        """
+        return self._require_task().set_variables(variables)
+
+    def require_input(self, message: str | None = None) -> TaskRecord:
+        """Move the task to ``input_required`` (see :meth:`elicit` for the full exchange).
+
+        :raises RuntimeError: not running as a task.
+        """
+        return self._require_task().require_input(message)
+
+    def elicit(
+        self,
+        message: str,
+        requested_schema: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """Ask the client for input and wait for the answer (MCP ``elicitation/create``).
+
+        The task goes ``input_required`` until the client answers, then back to ``working``.
+        The request reaches the client on the stream of its ``tasks/result`` call.
+
+        :param requested_schema: the flat object schema of the wanted answer.
+        :param timeout: seconds to wait at most (``None``: until answered or cancelled).
+        :returns: the client's ``ElicitResult`` (``{"action": ..., "content"?: {...}}``).
+        :raises RuntimeError: not running as a task (inline calls cannot ask for input).
+        :raises TaskCancelled: the task was cancelled while waiting.
+        :raises TimeoutError: no answer within ``timeout``.
+        :raises ToolError: the client answered with a JSON-RPC error.
+        """
+        from taskstore.mcp.tools import ToolError
+
+        task = self._require_task()
+        if self.inputs is None:
+            raise RuntimeError("this server cannot carry input requests")
+        pending = self.inputs.ask(
+            task.task_id,
+            task.owner,
+            "elicitation/create",
+            {"mode": "form", "message": message, "requestedSchema": dict(requested_schema)},
+        )
+        try:
+            self._enter_input_required(task, message)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not pending.done.is_set():
+                if self.cancelled:
+                    raise TaskCancelled(task.task_id)
+                wait_s = _CANCEL_POLL_S
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(f"no answer to the input request within {timeout} s")
+                    wait_s = min(wait_s, remaining)
+                pending.done.wait(wait_s)
+        finally:
+            self.inputs.withdraw(pending)
+        if self.inputs.outstanding(task.task_id, task.owner) == 0:
+            self._leave_input_required(task)
+        response = pending.response or {}
+        if "error" in response:
+            error = response["error"]
+            text = error.get("message") if isinstance(error, Mapping) else None
+            raise ToolError(f"The client could not provide the input: {text or 'error'}")
+        result = response.get("result")
+        return dict(result) if isinstance(result, Mapping) else {}
+
+    def _enter_input_required(self, task: TaskContext, message: str) -> None:
+        try:
+            task.require_input(message)
+        except InvalidTransitionError as exc:
+            # Another input request of the same task got there first: already waiting.
+            if exc.to_status == exc.from_status == TaskStatus.INPUT_REQUIRED.value:
+                return
+            raise TaskCancelled(task.task_id) from None
+        except TaskNotFoundError:
+            raise TaskCancelled(task.task_id) from None
+
+    def _leave_input_required(self, task: TaskContext) -> None:
+        try:
+            task.resume()
+        except InvalidTransitionError as exc:
+            if exc.from_status != TaskStatus.WORKING.value:
+                raise TaskCancelled(task.task_id) from None
+        except TaskNotFoundError:
+            raise TaskCancelled(task.task_id) from None
