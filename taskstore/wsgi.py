@@ -39,7 +39,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -61,6 +61,7 @@ from taskstore.mcp.jsonrpc import (
 )
 from taskstore.mcp.server import McpServer
 from taskstore.mcp.sessions import CLOSE, Session, SessionManager
+from taskstore.store import TaskStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -73,6 +74,8 @@ __all__ = [
     "bearer_authenticator",
     "is_loopback_host",
     "make_wsgi_server",
+    "run_cli",
+    "serve_forever",
     "serve_main",
 ]
 
@@ -600,35 +603,20 @@ def endpoint_url(host: str, port: int, path: str = "/mcp") -> str:
     return f"http://{shown}:{port}{path}"
 
 
-def serve_main(store_url: str = "memory://", host: str = "127.0.0.1", port: int = 8000) -> int:
-    """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
+def serve_forever(server: McpServer, host: str = "127.0.0.1", port: int = 8000) -> int:
+    """Serve ``server`` over threaded HTTP until Ctrl-C or SIGTERM, then close it and its store.
 
     Prints (and flushes) exactly one line on stdout once listening: the endpoint URL
     ``http://HOST:PORT/mcp``. Returns the exit status: 0 after a clean shutdown, 1 when the
-    address cannot be bound, 2 for a bad store URL.
+    address cannot be bound.
     """
-    import taskstore
-    from taskstore.errors import ConfigurationError
-    from taskstore.mcp.demo import register_demo_tools
-
-    try:
-        store = taskstore.open(store_url)
-    except ConfigurationError as exc:
-        print(f"taskstore serve: {exc}", file=sys.stderr)
-        return 2
-    server = McpServer(
-        store,
-        name="taskstore-demo",
-        instructions="Demo tools of taskstore: call long_job as a task and poll it.",
-    )
-    register_demo_tools(server)
     app = McpWsgiApp(server, loopback_only=is_loopback_host(host))
     try:
         httpd = make_wsgi_server(app, host, port)
     except OSError as exc:
         print(f"taskstore serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         server.close()
-        store.close()
+        server.store.close()
         return 1
     stop = threading.Event()
 
@@ -648,7 +636,66 @@ def serve_main(store_url: str = "memory://", host: str = "127.0.0.1", port: int 
         app.close()
         server.close()
         httpd.server_close()
-        store.close()
+        server.store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def run_cli(
+    build: Callable[[TaskStore], McpServer],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+) -> int:
+    """Command line of an MCP server script: ``[--store URL] [--host] [--port]``, like
+    ``python -m taskstore serve``. Opens the store, builds the server with ``build(store)`` and
+    runs :func:`serve_forever`. Returns the exit status (2 for a bad store URL).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--store", default="memory://", help="storage URL (default memory://)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    return serve_main(args.store, args.host, args.port, build=build)
+
+
+def serve_main(
+    store_url: str = "memory://",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    build: Callable[[TaskStore], McpServer] | None = None,
+) -> int:
+    """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
+
+    Prints (and flushes) exactly one line on stdout once listening: the endpoint URL
+    ``http://HOST:PORT/mcp``. Returns the exit status: 0 after a clean shutdown, 1 when the
+    address cannot be bound, 2 for a bad store URL.
+
+    :param build: makes the server from the opened store (default: the demo tools).
+    """
+    import taskstore
+    from taskstore.errors import ConfigurationError
+
+    try:
+        store = taskstore.open(store_url)
+    except ConfigurationError as exc:
+        print(f"taskstore serve: {exc}", file=sys.stderr)
+        return 2
+    return serve_forever((build or _demo_server)(store), host, port)
+
+
+def _demo_server(store: TaskStore) -> McpServer:
+    from taskstore.mcp.demo import register_demo_tools
+
+    server = McpServer(
+        store,
+        name="taskstore-demo",
+        instructions="Demo tools of taskstore: call long_job as a task and poll it.",
+    )
+    register_demo_tools(server)
+    return server

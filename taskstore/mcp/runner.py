@@ -154,6 +154,20 @@ class ToolRunner:
             return self._run_inline(spec, arguments, caller, sender, request_id, progress_token)
         return self._start_task(spec, arguments, task, caller, sender, progress_token)
 
+    def run_inline(self, name: str, arguments: Mapping[str, Any], caller: Caller) -> JsonDict:
+        """Run tool ``name`` in the calling thread, whatever its ``taskSupport``, and return
+        its ``CallToolResult`` (a tool error is an ``isError: true`` result). Used by
+        server-side callers such as workflow prompts.
+
+        :raises ProtocolError: ``-32602`` unknown tool or bad arguments; ``-32603`` when the
+            tool raised.
+        """
+        spec = self.tools.get(name)
+        if spec is None:
+            raise ProtocolError(INVALID_PARAMS, f"Unknown tool: {name}")
+        checked = validate_arguments(spec, dict(arguments))
+        return self._run_inline(spec, checked, caller, None, None, None)
+
     def cancel_inline(self, caller: Caller, request_id: RequestId) -> None:
         """Signal cancellation to an inline call (``notifications/cancelled``)."""
         with self._lock:

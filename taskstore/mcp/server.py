@@ -44,7 +44,7 @@ from taskstore.mcp.tools import ToolHandler, ToolRegistry, ToolSpec
 from taskstore.store import TaskStore
 from taskstore.types import GetTaskPayloadParams, TaskSupport, decode
 
-__all__ = ["McpServer", "RequestContext"]
+__all__ = ["McpServer", "RequestContext", "ToolCallHook"]
 
 _log = logging.getLogger("taskstore.mcp")
 
@@ -64,6 +64,9 @@ class RequestContext:
 
 
 _Method = Callable[[Mapping[str, Any] | None, RequestContext], JsonDict]
+
+#: Observes every answered ``tools/call``: ``hook(params, result, caller)``.
+ToolCallHook = Callable[[Mapping[str, Any], JsonDict, Caller], None]
 
 
 class McpServer:
@@ -117,6 +120,7 @@ class McpServer:
         for method in ("tasks/get", "tasks/result", "tasks/list", "tasks/cancel"):
             self._methods[method] = self._task_method(method)
         self._closed = threading.Event()
+        self._tool_call_hooks: list[ToolCallHook] = []
 
     # -- registration --------------------------------------------------------------------
 
@@ -153,6 +157,13 @@ class McpServer:
     ) -> Callable[[PromptHandler], PromptHandler]:
         """Decorator registering ``handler(arguments, ctx)`` as a prompt."""
         return self.prompts.prompt(name, description=description, arguments=arguments, title=title)
+
+    def add_tool_call_hook(self, hook: ToolCallHook) -> None:
+        """Call ``hook(params, result, caller)`` after every successful ``tools/call`` (the
+        result is the ``CallToolResult`` or the ``CreateTaskResult``). The workflow bridge
+        records continuations this way. A hook that raises is logged; the call's answer is
+        unaffected."""
+        self._tool_call_hooks.append(hook)
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -325,7 +336,13 @@ class McpServer:
         return result
 
     def _call_tool(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
-        return self.runner.call(params, ctx.caller, sender=ctx.sender, request_id=ctx.request_id)
+        result = self.runner.call(params, ctx.caller, sender=ctx.sender, request_id=ctx.request_id)
+        for hook in self._tool_call_hooks:
+            try:
+                hook(params or {}, result, ctx.caller)
+            except Exception:  # noqa: BLE001 - an observer must never fail the call it observes
+                _log.exception("tools/call hook %r failed", hook)
+        return result
 
     def _get_prompt(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
         if params is None or not isinstance(params.get("name"), str):

@@ -18,11 +18,12 @@ rest, and resume.
 ['fetch', 'transform', 'store']
 """
 
+from taskstore.mcp.prompts import PromptArgument
+from taskstore.workflow.bridge import WorkflowPromptSpec, register_workflow
 from taskstore.workflow.continuation import record_continuation
 from taskstore.workflow.definition import (
     Const,
     PromptArg,
-    PromptArgument,
     SequentialWorkflow,
     StepOutput,
     WorkflowDefinitionError,
@@ -44,6 +45,7 @@ __all__ = [
     "ToolInvoker",
     "WorkflowDefinitionError",
     "WorkflowEngine",
+    "WorkflowPromptSpec",
     "WorkflowRun",
     "WorkflowStep",
     "const",
@@ -51,6 +53,7 @@ __all__ = [
     "plain_prompt_reply",
     "prompt_arg",
     "record_continuation",
+    "register_workflow",
     "remaining_calls",
     "reply",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskstore.errors import ConfigurationError
+from taskstore.mcp.prompts import PromptArgument
 
 __all__ = [
     "ArgumentSource",
@@ -79,23 +80,6 @@ def prompt_arg(name: str) -> PromptArg:
 def from_step(binding: str, field: str | None = None) -> StepOutput:
     """The output bound to ``binding`` by an earlier step, or its (dotted) ``field``."""
     return StepOutput(binding, field)
-
-
-@dataclass(frozen=True)
-class PromptArgument:
-    """A prompt argument as ``prompts/list`` declares it."""
-
-    name: str
-    description: str | None = None
-    required: bool = False
-
-    def declaration(self) -> dict[str, Any]:
-        """The ``PromptArgument`` wire object."""
-        declared: dict[str, Any] = {"name": self.name}
-        if self.description is not None:
-            declared["description"] = self.description
-        declared["required"] = self.required
-        return declared
 
 
 @dataclass(frozen=True)
@@ -166,14 +150,6 @@ class SequentialWorkflow:
     def step_producing(self, binding: str) -> WorkflowStep | None:
         """The step whose output is bound to ``binding``."""
         return next((s for s in self.steps if s.binding == binding), None)
-
-    def declaration(self) -> dict[str, Any]:
-        """The prompt as ``prompts/list`` shows it."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "arguments": [argument.declaration() for argument in self.arguments],
-        }
 
     def validate(self, tool_exists: Callable[[str], bool]) -> None:
         """Check the definition against the registered tools.

@@ -54,9 +54,9 @@ class ToolInvoker(Protocol):
         """The ``required`` input fields of ``tool``'s input schema."""
         ...
 
-    def call(self, tool: str, arguments: dict[str, Any], owner: str) -> dict[str, Any]:
-        """Run ``tool`` inline for ``owner`` and return its ``CallToolResult``; a tool error
-        is a result with ``isError: true``. May raise for protocol-level failures."""
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Run ``tool`` inline for the prompt's caller and return its ``CallToolResult``; a
+        tool error is a result with ``isError: true``. May raise for protocol-level failures."""
         ...
 
 
@@ -216,7 +216,7 @@ class WorkflowEngine:
             ("assistant", f"Calling {step.tool} with {json.dumps(arguments, sort_keys=True)}")
         )
         try:
-            result = self.invoker.call(step.tool, arguments, owner)
+            result = self.invoker.call(step.tool, arguments)
         except TaskStoreError as exc:
             result = {"content": [{"type": "text", "text": exc.message}], "isError": True}
         except Exception as exc:  # noqa: BLE001 - any tool failure pauses the workflow
@@ -341,7 +341,7 @@ class WorkflowEngine:
         statuses: dict[str, WorkflowStepStatus],
         pause: WorkflowPauseReason,
     ) -> WorkflowRun:
-        unavailable: dict[str, str] = {}  # binding → the failed step that owed it
+        unavailable: dict[str, str] = {}  # binding → the failed or skipped step that owed it
         by_name = {step.name: step for step in self.workflow.steps}
         blocked = by_name[pause.blocked_step]
         if statuses.get(blocked.name) == "failed" and blocked.binding:
@@ -368,7 +368,7 @@ class WorkflowEngine:
                     )
                 )
                 if step.binding:
-                    unavailable[step.binding] = producer
+                    unavailable[step.binding] = step.name
         reason = to_builtins(pause)
         # Only this run's own verdicts: a parallel continuation may have completed other steps.
         changes: dict[str, WorkflowStepStatus] = dict.fromkeys(skipped, "skipped")

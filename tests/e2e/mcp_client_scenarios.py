@@ -210,6 +210,71 @@ async def elicit(url: str, token: str | None) -> dict[str, Any]:
         }
 
 
+async def workflow(url: str, token: str | None) -> dict[str, Any]:
+    """The data_pipeline workflow prompt: happy path, failure, handoff, continuation, result."""
+    out: dict[str, Any] = {}
+    async with connect(url, token) as session:
+        await session.initialize()
+        prompts = await session.list_prompts()
+        out["prompts"] = [
+            {"name": p.name, "arguments": [[a.name, a.required] for a in p.arguments or []]}
+            for p in prompts.prompts
+        ]
+        happy = await session.get_prompt("data_pipeline", {"source": "sales"})
+        out["happyMeta"] = happy.meta
+        summary = await session.experimental.get_task_result(
+            happy.meta["task_id"], types.CallToolResult
+        )
+        out["happySummary"] = summary.structuredContent
+        failing = await session.get_prompt("data_pipeline", {"source": "nowhere"})
+        out["failingMeta"] = failing.meta
+        last = failing.messages[-1]
+        out["handoff"] = {"role": last.role, "text": last.content.text}
+        task_id = failing.meta["task_id"]
+        meta = {"_task_id": task_id}
+        fetched = await session.call_tool("fetch_data", {"source": "sales"}, meta=meta)
+        rows = fetched.structuredContent["rows"]
+        out["afterFetch"] = (await session.experimental.get_task(task_id)).status
+        clean = await session.call_tool("transform_data", {"rows": rows}, meta=meta)
+        stored = await session.call_tool(
+            "store_data", {"rows": clean.structuredContent["rows"]}, meta=meta
+        )
+        out["stored"] = stored.structuredContent
+        result = await session.experimental.get_task_result(task_id, types.CallToolResult)
+        out["final"] = (await session.experimental.get_task(task_id)).status
+        out["summary"] = result.structuredContent
+        out["relatedTask"] = (result.meta or {}).get("io.modelcontextprotocol/related-task")
+    return out
+
+
+async def workflow_start(url: str, token: str | None) -> dict[str, Any]:
+    """Start a failing data_pipeline workflow and report its task id."""
+    async with connect(url, token) as session:
+        await session.initialize()
+        failing = await session.get_prompt("data_pipeline", {"source": "nowhere"})
+        return {"meta": failing.meta}
+
+
+async def workflow_resume(url: str, token: str | None, task_id: str) -> dict[str, Any]:
+    """Resume a workflow task by re-invoking the prompt with its id and a good source."""
+    async with connect(url, token) as session:
+        await session.initialize()
+        resumed = await session.send_request(
+            types.ClientRequest(
+                types.GetPromptRequest(
+                    params=types.GetPromptRequestParams(
+                        name="data_pipeline",
+                        arguments={"source": "sales"},
+                        _meta={"_task_id": task_id},
+                    )
+                )
+            ),
+            types.GetPromptResult,
+        )
+        result = await session.experimental.get_task_result(task_id, types.CallToolResult)
+        return {"meta": resumed.meta, "summary": result.structuredContent}
+
+
 async def main() -> None:
     scenario, url = sys.argv[1], sys.argv[2]
     token = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
@@ -222,6 +287,12 @@ async def main() -> None:
         out = await snoop(url, token, extra[0])
     elif scenario == "elicit":
         out = await elicit(url, token)
+    elif scenario == "workflow":
+        out = await workflow(url, token)
+    elif scenario == "workflow_start":
+        out = await workflow_start(url, token)
+    elif scenario == "workflow_resume":
+        out = await workflow_resume(url, token, extra[0])
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out, sort_keys=True), flush=True)

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.redis
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).with_name("shared_store_server.py")
 INIT = {

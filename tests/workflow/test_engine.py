@@ -60,7 +60,7 @@ class FakeTools:
     def required_fields(self, tool: str) -> list[str]:
         return self.schemas[tool]
 
-    def call(self, tool: str, arguments: dict[str, Any], owner: str) -> dict[str, Any]:
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         self.calls.append((tool, arguments))
         if tool == "fetch_data":
             rows = SOURCES.get(arguments["source"])
@@ -215,17 +215,17 @@ def test_continuation_completes_the_workflow(
 ) -> None:
     """The client's remaining calls with _task_id complete each step and then the task."""
     run = engine.start(OWNER, {"source": "nowhere"})
-    fetched = tools.call("fetch_data", {"source": "sales"}, OWNER)
+    fetched = tools.call("fetch_data", {"source": "sales"})
     assert record_continuation(
         store, OWNER, run.task_id, "fetch_data", {"source": "sales"}, fetched
     )
     variables = store.get(run.task_id, OWNER).variables
     assert PAUSE_REASON not in variables
     assert variables[RESULT_PREFIX + "fetch"] == {"rows": SOURCES["sales"]}
-    transformed = tools.call("transform_data", {"rows": SOURCES["sales"]}, OWNER)
+    transformed = tools.call("transform_data", {"rows": SOURCES["sales"]})
     record_continuation(store, OWNER, run.task_id, "transform_data", {}, transformed)
     assert store.get(run.task_id, OWNER).status is TaskStatus.WORKING
-    stored = tools.call("store_data", {"rows": [1, 2]}, OWNER)
+    stored = tools.call("store_data", {"rows": [1, 2]})
     record_continuation(store, OWNER, run.task_id, "store_data", {}, stored)
     assert store.get(run.task_id, OWNER).status is TaskStatus.COMPLETED
     summary = store.get_result(run.task_id, OWNER).result
