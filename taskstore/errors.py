@@ -168,7 +168,15 @@ class ConflictError(TaskStoreError):
 
 
 class BackendError(TaskStoreError):
-    """The storage driver failed; the original exception is chained as ``__cause__``."""
+    """The storage driver failed; the original exception is chained as ``__cause__``.
+
+    ``str(error)`` keeps the driver's details for logs; :meth:`to_jsonrpc` does not send them
+    to clients (they may name hosts, ports or tables).
+    """
+
+    def to_jsonrpc(self) -> dict[str, Any]:
+        """``{"code": -32603, "message": ...}`` without the driver's details."""
+        return {"code": INTERNAL_ERROR, "message": "Internal error: the task storage failed"}
 
 
 class RecordNotFound(TaskStoreError):

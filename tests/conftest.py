@@ -36,6 +36,7 @@ for _module, _drivers in (
     if importlib.util.find_spec(_module) is not None and all(
         importlib.util.find_spec(d) is not None for d in _drivers
     ):
+        pytest.register_assert_rewrite(_module)  # imported here, before pytest loads it
         pytest_plugins.append(_module)
         BACKEND_PARAMS.extend(importlib.import_module(_module).BACKEND_PARAMS)
 

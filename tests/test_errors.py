@@ -75,3 +75,13 @@ def test_transition_error_fields() -> None:
     exc = errors.InvalidTransitionError("t", "completed", "working")
     assert exc.to_jsonrpc()["data"] == {"taskId": "t", "from": "completed", "to": "working"}
     assert "completed -> working" in str(exc)
+
+
+def test_backend_error_keeps_driver_details_off_the_wire() -> None:
+    """BackendError's text stays in logs; to_jsonrpc sends a generic message."""
+    exc = errors.BackendError("redis at 10.0.0.5:6379: connection refused")
+    assert "10.0.0.5" in str(exc)
+    assert exc.to_jsonrpc() == {
+        "code": -32603,
+        "message": "Internal error: the task storage failed",
+    }

@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taskstore.errors import TaskStoreError
+from taskstore.errors import BackendError, TaskStoreError
 from taskstore.mcp.auth import AuthContext, Caller
 from taskstore.mcp.capabilities import negotiate_version, server_capabilities
 from taskstore.mcp.inputs import InputBroker
@@ -228,6 +228,8 @@ class McpServer:
         try:
             return result_response(request_id, self.call(method, params, ctx))
         except (ProtocolError, TaskStoreError) as exc:
+            if isinstance(exc, BackendError):  # the client gets no driver details: log them
+                _log.error("storage failure in %s: %s", method, exc, exc_info=exc)
             return error_response(request_id, exc.to_jsonrpc())
         except Exception:  # noqa: BLE001 - never a traceback on the wire: log it, answer -32603
             _log.exception("internal error in %s", method)

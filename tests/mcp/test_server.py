@@ -160,16 +160,19 @@ def test_stored_error_travels_unchanged(
 
 
 def test_backend_failure_is_internal_error(alice: Caller) -> None:
-    """A failing backend answers -32603 with the store's message, never a traceback."""
+    """A failing backend answers -32603 without the driver's details, never a traceback."""
     store = taskstore.open("memory://")
     server = McpServer(store)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise BackendError("storage unavailable")
+        raise BackendError("redis at 10.0.0.5:6379 refused the connection")
 
     store.get = broken  # type: ignore[method-assign]
     reply = rpc(server, "tasks/get", {"taskId": "x"}, caller=alice)
-    assert reply["error"] == {"code": -32603, "message": "storage unavailable"}
+    assert reply["error"] == {
+        "code": -32603,
+        "message": "Internal error: the task storage failed",
+    }
     server.close()
 
 

@@ -1,0 +1,62 @@
+-- create.lua: insert a new record at version 1 if its key is not live and the owner holds
+-- fewer than max_live live records. Both checks and the insert are one atomic step, which is
+-- what makes the quota exact under any number of racing processes.
+--
+-- KEYS[1]  record hash          P:{B}:r:O:T
+-- KEYS[2]  owner listing zset   P:{B}:i:O
+-- KEYS[3]  owner expiry zset    P:{B}:x:O
+-- KEYS[4]  bucket due zset      P:{B}:due
+-- ARGV[1]  id: raw task id bytes (zset member)
+-- ARGV[2]  O: encoded owner
+-- ARGV[3]  data
+-- ARGV[4]  expires_at_ms, '' = never
+-- ARGV[5]  sort_ms
+-- ARGV[6]  max_live, '' = no quota
+-- ARGV[7]  now_ms (the caller's clock)
+-- ARGV[8]  grace_ms added to native lifetimes
+-- ARGV[9]  write token (a replayed call is recognised and answered with its first result)
+-- ARGV[10] channel, '' = no event
+-- ARGV[11] message to publish
+-- ARGV[12] record key prefix of the owner, P:{B}:r:O: (to reclaim expired records)
+--
+-- Reply:  1, the new version
+-- Errors: "TSCONFLICT <actual>"  the key is live at version <actual>
+--         "TSQUOTA <max_live>"   the owner already holds max_live live records
+
+local rec, idx, exp, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, owner = ARGV[1], ARGV[2]
+local now, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
+local member = owner .. ':' .. id
+
+local current = redis.call('HMGET', rec, 'v', 'e', 'w')
+if is_live(current[1], current[2], now) then
+  if current[3] == ARGV[9] then
+    return tonumber(current[1])
+  end
+  return redis.error_reply('TSCONFLICT ' .. current[1])
+end
+if current[1] then
+  -- An expired record is absent: its key starts over, without its old outcome.
+  drop(rec, idx, exp, due, id, member)
+end
+
+-- Reclaim a bounded batch of the owner's expired records, so an owner's indexes stay small
+-- even where nobody calls cleanup_expired; the ZCOUNT below keeps the count exact regardless.
+local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 100)
+for _, old in ipairs(expired) do
+  drop(ARGV[12] .. encode_part(old), idx, exp, due, old, owner .. ':' .. old)
+end
+
+if ARGV[6] ~= '' then
+  local limit = tonumber(ARGV[6])
+  local live = redis.call('ZCARD', idx) - redis.call('ZCOUNT', exp, '-inf', now)
+  if live >= limit then
+    return redis.error_reply('TSQUOTA ' .. ARGV[6])
+  end
+end
+
+redis.call('HSET', rec, 'v', 1, 'd', ARGV[3], 's', ARGV[5], 'w', ARGV[9])
+redis.call('ZADD', idx, ARGV[5], id)
+set_expiry(rec, idx, exp, due, id, member, ARGV[4], now, grace)
+notify(ARGV[10], ARGV[11])
+return 1
