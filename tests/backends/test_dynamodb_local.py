@@ -77,8 +77,9 @@ def peers(backend: DynamoDbBackend, dynamodb_local: DynamoDbLocal) -> Iterator[F
         other.close()
 
 
-def run_processes(target: Callable[..., None], args: Callable[[int, Any, Any], tuple[Any, ...]],
-                  expected: int) -> list[tuple[Any, ...]]:
+def run_processes(
+    target: Callable[..., None], args: Callable[[int, Any, Any], tuple[Any, ...]], expected: int
+) -> list[tuple[Any, ...]]:
     """Run ``target`` in ``PROCESSES`` spawned interpreters released by one barrier; collect
     ``expected`` reports (any ``("error", ...)`` report fails the test)."""
     context = multiprocessing.get_context("spawn")
@@ -127,8 +128,9 @@ def test_threads_lose_no_variable_update(backend: DynamoDbBackend, peers: Factor
     assert final.version == 81
 
 
-def test_threads_complete_versus_cancel_one_winner(backend: DynamoDbBackend,
-                                                   peers: Factory) -> None:
+def test_threads_complete_versus_cancel_one_winner(
+    backend: DynamoDbBackend, peers: Factory
+) -> None:
     """30 rounds of complete racing cancel from two backend objects: exactly one wins each
     round and the loser gets InvalidTransitionError."""
     first = TaskStore(backend, security=SecurityConfig(max_tasks_per_owner=None))
@@ -146,11 +148,9 @@ def test_threads_complete_versus_cancel_one_winner(backend: DynamoDbBackend,
         assert first.get(record.task_id, OWNER).status is winners[0].status
 
 
-def test_threads_quota_admits_exactly_the_limit(backend: DynamoDbBackend,
-                                                peers: Factory) -> None:
+def test_threads_quota_admits_exactly_the_limit(backend: DynamoDbBackend, peers: Factory) -> None:
     """24 threads on 24 backend objects create for one owner with room for 7: exactly 7."""
-    stores = [TaskStore(peers(), security=SecurityConfig(max_tasks_per_owner=7))
-              for _ in range(24)]
+    stores = [TaskStore(peers(), security=SecurityConfig(max_tasks_per_owner=7)) for _ in range(24)]
     results = run_barrier_threads(24, lambda i: stores[i].create(OWNER))
     assert sum(isinstance(r, TaskRecord) for r in results) == 7, results
     assert sum(isinstance(r, QuotaExceededError) for r in results) == 17, results
@@ -170,8 +170,9 @@ def test_threads_quota_stays_exact_as_tasks_expire_and_are_deleted(
     others = [peers() for _ in range(12)]
     results = run_barrier_threads(
         12,
-        lambda i: others[i].create((OWNER, f"new{i}"), b"{}", T0 + 3_600_000, sort_ms=T0 + 100,
-                                   max_live=6, now_ms=T0 + 100),
+        lambda i: others[i].create(
+            (OWNER, f"new{i}"), b"{}", T0 + 3_600_000, sort_ms=T0 + 100, max_live=6, now_ms=T0 + 100
+        ),
     )
     assert sum(r == 1 for r in results) == 3, results
     assert sum(isinstance(r, QuotaExceededError) for r in results) == 9, results
@@ -181,15 +182,24 @@ def test_threads_quota_stays_exact_as_tasks_expire_and_are_deleted(
 # -- races: processes ----------------------------------------------------------------------------
 
 
-def test_processes_lose_no_variable_update(backend: DynamoDbBackend,
-                                           dynamodb_local: DynamoDbLocal) -> None:
+def test_processes_lose_no_variable_update(
+    backend: DynamoDbBackend, dynamodb_local: DynamoDbLocal
+) -> None:
     """4 processes × 10 set_variables with distinct keys on one task: all 40 keys land."""
     store = TaskStore(backend)
     record = store.create(OWNER)
     reports = run_processes(
         workers.set_variables,
-        lambda i, barrier, results: (dynamodb_local.endpoint_url, backend.table_name, OWNER,
-                                     record.task_id, i, 10, barrier, results),
+        lambda i, barrier, results: (
+            dynamodb_local.endpoint_url,
+            backend.table_name,
+            OWNER,
+            record.task_id,
+            i,
+            10,
+            barrier,
+            results,
+        ),
         expected=PROCESSES * 10,
     )
     assert len(reports) == 40
@@ -198,16 +208,24 @@ def test_processes_lose_no_variable_update(backend: DynamoDbBackend,
     assert final.version == 41
 
 
-def test_processes_complete_versus_cancel_one_winner(backend: DynamoDbBackend,
-                                                     dynamodb_local: DynamoDbLocal) -> None:
+def test_processes_complete_versus_cancel_one_winner(
+    backend: DynamoDbBackend, dynamodb_local: DynamoDbLocal
+) -> None:
     """4 processes (2 completing, 2 cancelling) race on each of 10 tasks: exactly one wins
     every round, the other three get InvalidTransitionError."""
     store = TaskStore(backend, security=SecurityConfig(max_tasks_per_owner=None))
     task_ids = [store.create(OWNER).task_id for _ in range(10)]
     reports = run_processes(
         workers.finish_task,
-        lambda i, barrier, results: (dynamodb_local.endpoint_url, backend.table_name, OWNER,
-                                     task_ids, i, barrier, results),
+        lambda i, barrier, results: (
+            dynamodb_local.endpoint_url,
+            backend.table_name,
+            OWNER,
+            task_ids,
+            i,
+            barrier,
+            results,
+        ),
         expected=PROCESSES * len(task_ids),
     )
     for round_, task_id in enumerate(task_ids):
@@ -218,13 +236,22 @@ def test_processes_complete_versus_cancel_one_winner(backend: DynamoDbBackend,
         assert status == ("completed" if winners[0][2] % 2 == 0 else "cancelled")
 
 
-def test_processes_quota_admits_exactly_the_limit(backend: DynamoDbBackend,
-                                                  dynamodb_local: DynamoDbLocal) -> None:
+def test_processes_quota_admits_exactly_the_limit(
+    backend: DynamoDbBackend, dynamodb_local: DynamoDbLocal
+) -> None:
     """4 processes × 5 creates for one owner with room for 7: exactly 7 succeed."""
     reports = run_processes(
         workers.create_tasks,
-        lambda i, barrier, results: (dynamodb_local.endpoint_url, backend.table_name, OWNER, i,
-                                     5, 7, barrier, results),
+        lambda i, barrier, results: (
+            dynamodb_local.endpoint_url,
+            backend.table_name,
+            OWNER,
+            i,
+            5,
+            7,
+            barrier,
+            results,
+        ),
         expected=PROCESSES * 5,
     )
     created = [r for r in reports if r[0] == "created"]
@@ -251,8 +278,7 @@ def test_dynamodb_sweeper_deletes_expired_items(make: Factory, local_client: Any
     def present(task_id: str) -> bool:
         response = local_client.get_item(
             TableName=backend.table_name,
-            Key={"PK": {"S": "OWNER#" + encode_key_part(OWNER)},
-                 "SK": {"S": "TASK#" + task_id}},
+            Key={"PK": {"S": "OWNER#" + encode_key_part(OWNER)}, "SK": {"S": "TASK#" + task_id}},
             ConsistentRead=True,
         )
         return "Item" in response
@@ -332,16 +358,19 @@ def test_item_limit_is_exactly_dynamodbs(backend: DynamoDbBackend, local_client:
 
     # Task ids "c<size>" all have 7 characters here, so only the data length varies.
     largest = _largest(fits, ITEM_LIMIT_BYTES - 2_000, ITEM_LIMIT_BYTES)
-    if "Item" not in local_client.get_item(TableName=backend.table_name,
-                                           Key=_raw_key(f"c{largest}")):
+    if "Item" not in local_client.get_item(
+        TableName=backend.table_name, Key=_raw_key(f"c{largest}")
+    ):
         assert fits(largest)
     writes = _write_count(backend)
     with pytest.raises(InvalidParamsError, match=str(ITEM_LIMIT_BYTES)):
-        backend.create((OWNER, f"c{largest + 1}"), b"d" * (largest + 1), expires, sort_ms=T0,
-                       now_ms=T0)
+        backend.create(
+            (OWNER, f"c{largest + 1}"), b"d" * (largest + 1), expires, sort_ms=T0, now_ms=T0
+        )
     assert writes == []
-    stored = local_client.get_item(TableName=backend.table_name,
-                                   Key=_raw_key(f"c{largest}"))["Item"]
+    stored = local_client.get_item(TableName=backend.table_name, Key=_raw_key(f"c{largest}"))[
+        "Item"
+    ]
     _assert_dynamodb_limit_is(local_client, backend.table_name, stored, len(stored["dx"]["B"]))
 
 
@@ -388,13 +417,15 @@ def test_records_leave_the_index_exactly_when_it_cannot_hold_them(
     largest = _largest(indexed, 150_000, 220_000)
     assert 200_000 < largest < 205_000
     assert indexed(largest) and not indexed(largest + 1)
-    stored = local_client.get_item(TableName=backend.table_name,
-                                   Key=_raw_key(f"i{largest}"))["Item"]
+    stored = local_client.get_item(TableName=backend.table_name, Key=_raw_key(f"i{largest}"))[
+        "Item"
+    ]
     local_client.put_item(TableName=backend.table_name, Item=stored)  # DynamoDB agrees it fits
     slack = len("SK") + len(stored["SK"]["S"].encode())
     with pytest.raises(botocore.exceptions.ClientError, match="Item size has exceeded"):
-        local_client.put_item(TableName=backend.table_name,
-                              Item={**stored, "d": {"B": b"d" * (largest + slack)}})
+        local_client.put_item(
+            TableName=backend.table_name, Item={**stored, "d": {"B": b"d" * (largest + slack)}}
+        )
     # Every probe is listed, indexed and unindexed records mixed in one page, newest first.
     listed = backend.list_by_prefix(OWNER, limit=100, now_ms=T0)
     assert {f"i{largest}", f"i{largest + 1}"} <= {r.key[1] for r in listed}
@@ -421,12 +452,12 @@ def test_outcome_limit_is_exact(backend: DynamoDbBackend) -> None:
     assert backend.get(key, include_outcome=True, now_ms=T0).outcome == b"o" * largest
     current = backend.get(key, now_ms=T0)
     with pytest.raises(ResultTooLargeError, match=str(ITEM_LIMIT_BYTES)):
-        backend.put_if_version(key, b"{}", current.version, outcome=b"o" * (largest + 1),
-                               now_ms=T0)
+        backend.put_if_version(key, b"{}", current.version, outcome=b"o" * (largest + 1), now_ms=T0)
 
 
-def test_ttl_is_stored_in_whole_seconds_rounded_up(backend: DynamoDbBackend,
-                                                    local_client: Any) -> None:
+def test_ttl_is_stored_in_whole_seconds_rounded_up(
+    backend: DynamoDbBackend, local_client: Any
+) -> None:
     """expires_at is epoch seconds rounded up, so DynamoDB never deletes before the
     millisecond expiry the store promised."""
     backend.put((OWNER, "t"), b"{}", T0 + 1_001, sort_ms=T0, now_ms=T0)
@@ -437,15 +468,30 @@ def test_ttl_is_stored_in_whole_seconds_rounded_up(backend: DynamoDbBackend,
 # -- command line ------------------------------------------------------------------------------
 
 
-def test_cli_creates_the_table(dynamodb_local: DynamoDbLocal, local_client: Any,
-                               aws_env: None) -> None:
+def test_cli_creates_the_table(
+    dynamodb_local: DynamoDbLocal, local_client: Any, aws_env: None
+) -> None:
     """`python -m taskstore dynamodb create-table NAME --endpoint-url --region` creates an
     active table with TTL on expires_at that the backend can use at once."""
     name = fresh_table_name()
     completed = subprocess.run(
-        [sys.executable, "-m", "taskstore", "dynamodb", "create-table", name,
-         "--endpoint-url", dynamodb_local.endpoint_url, "--region", REGION],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ), check=False,
+        [
+            sys.executable,
+            "-m",
+            "taskstore",
+            "dynamodb",
+            "create-table",
+            name,
+            "--endpoint-url",
+            dynamodb_local.endpoint_url,
+            "--region",
+            REGION,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert name in completed.stdout
@@ -460,3 +506,36 @@ def test_cli_creates_the_table(dynamodb_local: DynamoDbLocal, local_client: Any,
             backend.close()
     finally:
         local_client.delete_table(TableName=name)
+
+
+def test_cli_create_table(dynamodb_local: DynamoDbLocal, aws_env: None, local_client: Any) -> None:
+    """`python -m taskstore dynamodb create-table NAME --endpoint-url` makes a table with TTL
+    on expires_at that a backend can use right away."""
+    name = fresh_table_name()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskstore",
+            "dynamodb",
+            "create-table",
+            name,
+            "--endpoint-url",
+            dynamodb_local.endpoint_url,
+            "--region",
+            REGION,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"created table {name}"
+    ttl = local_client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+    assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+    store = TaskStore(DynamoDbBackend(name, client=local_client))
+    record = store.create(OWNER)
+    assert store.get(record.task_id, OWNER).task_id == record.task_id
