@@ -8,6 +8,7 @@ move a :class:`ManualClock` instead of sleeping, and every backend judges expiry
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import threading
 import time
 from typing import Protocol, runtime_checkable
@@ -72,8 +73,14 @@ def format_timestamp(epoch_ms: int) -> str:
     '2026-02-24T10:30:00.123Z'
     """
     seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_second_prefix(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _second_prefix(seconds: int) -> str:
+    # strftime costs microseconds; every write stamps lastUpdatedAt, mostly in the same second.
     moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_timestamp(text: str) -> int:

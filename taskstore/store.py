@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -91,6 +92,29 @@ _OUTCOME_OVERHEAD = {
     "result": len(encode_outcome(Outcome.of_result(0))) - 1,
     "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
 }
+
+
+_random = threading.local()
+_RANDOM_BATCH = 16 * 256
+
+
+def _new_task_id() -> str:
+    """A random UUID4 string (122 random bits) from a per-thread ``os.urandom`` batch.
+
+    One ``os.urandom`` call per id releases the GIL on every create; with many threads creating
+    at once that convoys them (measured: 8-thread create throughput fell to 0.6× of one thread).
+    The batch is bound to the process id: a forked child (gunicorn workers) must never replay
+    its parent's random bytes.
+    """
+    state = _random.__dict__
+    offset = state.get("offset", _RANDOM_BATCH)
+    pid = os.getpid()
+    if offset >= _RANDOM_BATCH or state.get("pid") != pid:
+        state["batch"] = os.urandom(_RANDOM_BATCH)
+        state["pid"] = pid
+        offset = 0
+    state["offset"] = offset + 16
+    return str(uuid.UUID(bytes=state["batch"][offset : offset + 16], version=4))
 
 
 def _owner_tag(owner: str) -> str:
@@ -191,7 +215,7 @@ class TaskStore:
         stamp = format_timestamp(now)
         record = TaskRecord(
             task=Task(
-                task_id=str(uuid.uuid4()),
+                task_id=_new_task_id(),
                 status=TaskStatus.WORKING,
                 created_at=stamp,
                 last_updated_at=stamp,

@@ -750,3 +750,25 @@ def test_update_variables_read_modify_write(store: TaskStore) -> None:
     with pytest.raises(InvalidParamsError):
         store.update_variables(record.task_id, OWNER, lambda r: {"bad": math.nan})
     assert store.get(record.task_id, OWNER).version == 3
+
+
+def test_task_ids_differ_across_fork() -> None:
+    """A forked child never repeats the task ids its parent would generate next."""
+    import os
+    import warnings
+
+    from taskstore.store import _new_task_id
+
+    _new_task_id()  # the parent now holds a random batch
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork() with threads running
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - child process
+        os.write(write, _new_task_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child_id != _new_task_id()

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+
 from taskstore.backends.base import (
     KEEP,
     EventListener,
@@ -34,24 +36,21 @@ _log = logging.getLogger("taskstore.backends.memory")
 
 
 class _Entry:
-    __slots__ = ("data", "expires_at_ms", "outcome", "sort_ms", "version")
+    """A stored record: an immutable snapshot (what ``get`` returns) and the outcome blob.
 
-    def __init__(
-        self,
-        data: bytes,
-        version: int,
-        expires_at_ms: int | None,
-        sort_ms: int,
-        outcome: bytes | None,
-    ) -> None:
-        self.data = data
-        self.version = version
-        self.expires_at_ms = expires_at_ms
-        self.sort_ms = sort_ms
+    Writers replace ``record`` with one attribute store under the stripe lock, so a lock-free
+    reader sees the record before or after a write, never a mix.
+    """
+
+    __slots__ = ("outcome", "record")
+
+    def __init__(self, record: VersionedRecord, outcome: bytes | None) -> None:
+        self.record = record
         self.outcome = outcome
 
     def live(self, now_ms: int) -> bool:
-        return self.expires_at_ms is None or self.expires_at_ms > now_ms
+        expires_at_ms = self.record.expires_at_ms
+        return expires_at_ms is None or expires_at_ms > now_ms
 
 
 class _Shard:
@@ -128,24 +127,13 @@ class InMemoryBackend:
         return time.time_ns() // 1_000_000 if now_ms is None else now_ms
 
     @staticmethod
-    def _snapshot(key: RecordKey, entry: _Entry, *, include_outcome: bool) -> VersionedRecord:
-        return VersionedRecord(
-            key=key,
-            data=entry.data,
-            version=entry.version,
-            expires_at_ms=entry.expires_at_ms,
-            sort_ms=entry.sort_ms,
-            outcome=entry.outcome if include_outcome else None,
-        )
-
-    @staticmethod
     def _remove(stripe: _Stripe, owner: str, task_id: str) -> _Entry | None:
         shard = stripe.shards.get(owner)
         if shard is None:
             return None
         entry = shard.records.pop(task_id, None)
         if entry is not None:
-            position = (entry.sort_ms, task_id)
+            position = (entry.record.sort_ms, task_id)
             index = bisect.bisect_left(shard.order, position)
             if index < len(shard.order) and shard.order[index] == position:
                 del shard.order[index]
@@ -159,14 +147,14 @@ class InMemoryBackend:
         if shard is None:
             shard = stripe.shards[owner] = _Shard()
         shard.records[task_id] = entry
-        position = (entry.sort_ms, task_id)
+        position = (entry.record.sort_ms, task_id)
         # New tasks are almost always the newest: appending keeps the insert O(1).
         if not shard.order or shard.order[-1] < position:
             shard.order.append(position)
         else:
             bisect.insort(shard.order, position)
-        if entry.expires_at_ms is not None:
-            heapq.heappush(stripe.expiry, (entry.expires_at_ms, owner, task_id))
+        if entry.record.expires_at_ms is not None:
+            heapq.heappush(stripe.expiry, (entry.record.expires_at_ms, owner, task_id))
 
     def _live_entry(self, stripe: _Stripe, key: RecordKey, now: int) -> _Entry | None:
         shard = stripe.shards.get(key[0])
@@ -185,7 +173,7 @@ class InMemoryBackend:
             expires_at_ms, owner, task_id = heapq.heappop(heap)
             shard = stripe.shards.get(owner)
             entry = shard.records.get(task_id) if shard is not None else None
-            if entry is not None and entry.expires_at_ms == expires_at_ms:
+            if entry is not None and entry.record.expires_at_ms == expires_at_ms:
                 self._remove(stripe, owner, task_id)
                 removed += 1
         return removed
@@ -208,14 +196,23 @@ class InMemoryBackend:
     def get(
         self, key: RecordKey, *, include_outcome: bool = False, now_ms: int | None = None
     ) -> VersionedRecord:
-        """See :meth:`StorageBackend.get <taskstore.backends.base.StorageBackend.get>`."""
+        """See :meth:`StorageBackend.get <taskstore.backends.base.StorageBackend.get>`.
+
+        Without the outcome this takes no lock: records are immutable snapshots.
+        """
         now = self._now(now_ms)
         stripe = self._stripe(key[0])
+        if not include_outcome:
+            shard = stripe.shards.get(key[0])
+            entry = shard.records.get(key[1]) if shard is not None else None
+            if entry is None or not entry.live(now):
+                raise RecordNotFound(key)
+            return entry.record
         with stripe.lock:
             entry = self._live_entry(stripe, key, now)
             if entry is None:
                 raise RecordNotFound(key)
-            return self._snapshot(key, entry, include_outcome=include_outcome)
+            return msgspec.structs.replace(entry.record, outcome=entry.outcome)
 
     def put(
         self,
@@ -234,29 +231,32 @@ class InMemoryBackend:
         stripe = self._stripe(key[0])
         with stripe.lock:
             current = self._live_entry(stripe, key, now)
-            if current is not None and sort_ms in (None, current.sort_ms):
-                version = current.version + 1
-                if current.expires_at_ms != expires_at_ms and expires_at_ms is not None:
+            if current is not None and sort_ms in (None, current.record.sort_ms):
+                version = current.record.version + 1
+                if current.record.expires_at_ms != expires_at_ms and expires_at_ms is not None:
                     heapq.heappush(stripe.expiry, (expires_at_ms, key[0], key[1]))
-                current.data = data
-                current.version = version
-                current.expires_at_ms = expires_at_ms
+                current.record = VersionedRecord(
+                    key=key,
+                    data=data,
+                    version=version,
+                    expires_at_ms=expires_at_ms,
+                    sort_ms=current.record.sort_ms,
+                )
                 if outcome is not None:
                     current.outcome = outcome
             else:
-                version = current.version + 1 if current is not None else 1
+                version = current.record.version + 1 if current is not None else 1
                 kept_outcome = current.outcome if current is not None else None
                 self._remove(stripe, key[0], key[1])
+                record = VersionedRecord(
+                    key=key,
+                    data=data,
+                    version=version,
+                    expires_at_ms=expires_at_ms,
+                    sort_ms=now if sort_ms is None else sort_ms,
+                )
                 self._insert(
-                    stripe,
-                    key,
-                    _Entry(
-                        data,
-                        version,
-                        expires_at_ms,
-                        now if sort_ms is None else sort_ms,
-                        outcome if outcome is not None else kept_outcome,
-                    ),
+                    stripe, key, _Entry(record, outcome if outcome is not None else kept_outcome)
                 )
             stripe.changed.notify_all()
         self._publish(event)
@@ -280,18 +280,23 @@ class InMemoryBackend:
         stripe = self._stripe(key[0])
         with stripe.lock:
             entry = self._live_entry(stripe, key, now)
-            actual = entry.version if entry is not None else 0
+            actual = entry.record.version if entry is not None else 0
             if entry is None or actual != expected:
                 raise VersionConflict(key, expected, actual)
-            entry.data = data
-            entry.version = actual + 1
-            if expires_at_ms is not KEEP and expires_at_ms != entry.expires_at_ms:
-                entry.expires_at_ms = expires_at_ms
-                if expires_at_ms is not None:
-                    heapq.heappush(stripe.expiry, (expires_at_ms, key[0], key[1]))
+            current = entry.record
+            new_expiry = current.expires_at_ms if expires_at_ms is KEEP else expires_at_ms
+            if new_expiry != current.expires_at_ms and new_expiry is not None:
+                heapq.heappush(stripe.expiry, (new_expiry, key[0], key[1]))
+            version = actual + 1
+            entry.record = VersionedRecord(
+                key=key,
+                data=data,
+                version=version,
+                expires_at_ms=new_expiry,
+                sort_ms=current.sort_ms,
+            )
             if outcome is not None:
                 entry.outcome = outcome
-            version = entry.version
             stripe.changed.notify_all()
         self._publish(event)
         return version
@@ -314,7 +319,7 @@ class InMemoryBackend:
         with stripe.lock:
             existing = self._live_entry(stripe, key, now)
             if existing is not None:
-                raise VersionConflict(key, 0, existing.version)
+                raise VersionConflict(key, 0, existing.record.version)
             # Expired records are absent: reclaim them so the owner's count is its live count.
             self._purge(stripe, now)
             self._remove(stripe, key[0], key[1])
@@ -325,7 +330,10 @@ class InMemoryBackend:
                         f"Task quota exceeded: at most {max_live} live tasks per owner",
                         data={"limit": max_live},
                     )
-            self._insert(stripe, key, _Entry(data, 1, expires_at_ms, sort_ms, None))
+            record = VersionedRecord(
+                key=key, data=data, version=1, expires_at_ms=expires_at_ms, sort_ms=sort_ms
+            )
+            self._insert(stripe, key, _Entry(record, None))
             stripe.changed.notify_all()
         self._publish(event)
         return 1
@@ -356,7 +364,7 @@ class InMemoryBackend:
             shard = stripe.shards.get(owner)
             if after is not None:
                 anchor = self._live_entry(stripe, (owner, after.task_id), now)
-                if anchor is None or anchor.sort_ms != after.sort_ms:
+                if anchor is None or anchor.record.sort_ms != after.sort_ms:
                     raise RecordNotFound((owner, after.task_id))
             if shard is None or limit <= 0:
                 return page
@@ -367,7 +375,7 @@ class InMemoryBackend:
                 task_id = order[index][1]
                 entry = shard.records[task_id]
                 if entry.live(now):
-                    page.append(self._snapshot((owner, task_id), entry, include_outcome=False))
+                    page.append(entry.record)
         return page
 
     def cleanup_expired(self, now_ms: int | None = None) -> int:
@@ -388,7 +396,7 @@ class InMemoryBackend:
         with stripe.lock:
             shard = stripe.shards.get(key[0])
             entry = shard.records.get(key[1]) if shard is not None else None
-            current = entry.version if entry is not None else 0
+            current = entry.record.version if entry is not None else 0
             # Checked under the lock writers notify under: a write after the caller's read
             # either shows here or notifies us after we start waiting, never in between.
             if current == version and timeout_s > 0:
