@@ -19,6 +19,8 @@ Rules every backend obeys (``taskstore.testing`` checks them all):
 from __future__ import annotations
 
 import enum
+import logging
+import threading
 from collections.abc import Callable
 from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -30,6 +32,7 @@ __all__ = [
     "EventListener",
     "Keep",
     "ListPosition",
+    "Listeners",
     "RecordKey",
     "StorageBackend",
     "VersionedRecord",
@@ -41,6 +44,52 @@ RecordKey = tuple[str, str]
 
 #: Receives the ``event`` bytes of a write (see :meth:`StorageBackend.put`).
 EventListener = Callable[[bytes], None]
+
+_log = logging.getLogger("taskstore.backends")
+
+
+class Listeners:
+    r"""A thread-safe, copy-on-write set of :data:`EventListener`\ s for backends to share.
+
+    :meth:`publish` iterates a snapshot without a lock, so listeners may add or remove
+    listeners while being called; a listener that raises is logged and never stops the others
+    (nor the write that published).
+    """
+
+    def __init__(self) -> None:
+        self._listeners: tuple[EventListener, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, listener: EventListener) -> Callable[[], None]:
+        """Add ``listener``; return a function that removes it (idempotent)."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self.remove(listener)
+
+        return remove
+
+    def remove(self, listener: EventListener) -> None:
+        """Remove one registration of ``listener``, if any."""
+        with self._lock:
+            listeners = list(self._listeners)
+            if listener in listeners:
+                listeners.remove(listener)
+            self._listeners = tuple(listeners)
+
+    def clear(self) -> None:
+        """Remove every listener."""
+        with self._lock:
+            self._listeners = ()
+
+    def publish(self, event: bytes) -> None:
+        """Call every listener with ``event``."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken listener must never break a write
+                _log.exception("taskstore event listener failed")
 
 
 class Keep(enum.Enum):

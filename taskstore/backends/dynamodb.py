@@ -118,6 +118,7 @@ from taskstore.backends.base import (
     KEEP,
     EventListener,
     Keep,
+    Listeners,
     ListPosition,
     RecordKey,
     VersionedRecord,
@@ -494,8 +495,7 @@ class DynamoDbBackend:
         self._ledger_hints: collections.OrderedDict[str, _Ledger] = collections.OrderedDict()
         self._changed = threading.Condition(threading.Lock())
         self._recent: collections.OrderedDict[RecordKey, int] = collections.OrderedDict()
-        self._listeners: tuple[EventListener, ...] = ()
-        self._listeners_lock = threading.Lock()
+        self._listeners = Listeners()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -911,13 +911,8 @@ class DynamoDbBackend:
         with self._changed:
             self._note(key, version)
             self._changed.notify_all()
-        if event is None:
-            return
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must never break a write
-                _log.exception("taskstore event listener failed")
+        if event is not None:
+            self._listeners.publish(event)
 
     def _note(self, key: RecordKey, version: int) -> None:
         """Remember the latest version of ``key`` seen through this object (caller holds
@@ -1724,17 +1719,7 @@ class DynamoDbBackend:
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """Deliver the ``event`` of every write made through this object to ``listener``
         (on the writer's thread); return a function that removes it."""
-        with self._listeners_lock:
-            self._listeners = (*self._listeners, listener)
-
-        def remove() -> None:
-            with self._listeners_lock:
-                listeners = list(self._listeners)
-                if listener in listeners:
-                    listeners.remove(listener)
-                self._listeners = tuple(listeners)
-
-        return remove
+        return self._listeners.add(listener)
 
     def close(self) -> None:
         """Drop listeners, wake waiters and close the client if this object built it.
@@ -1742,8 +1727,7 @@ class DynamoDbBackend:
         if self._closed:
             return
         self._closed = True
-        with self._listeners_lock:
-            self._listeners = ()
+        self._listeners.clear()
         with self._changed:
             self._changed.notify_all()
         if self._owns_client:

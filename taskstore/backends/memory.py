@@ -24,6 +24,7 @@ from taskstore.backends.base import (
     KEEP,
     EventListener,
     Keep,
+    Listeners,
     ListPosition,
     RecordKey,
     VersionedRecord,
@@ -90,8 +91,7 @@ class InMemoryBackend:
         if isinstance(stripes, bool) or not isinstance(stripes, int) or stripes < 1:
             raise ConfigurationError("stripes must be a positive integer")
         self._stripes = [_Stripe() for _ in range(stripes)]
-        self._listeners: tuple[EventListener, ...] = ()
-        self._listeners_lock = threading.Lock()
+        self._listeners = Listeners()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -179,13 +179,8 @@ class InMemoryBackend:
         return removed
 
     def _publish(self, event: bytes | None) -> None:
-        if event is None:
-            return
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must never break a write
-                _log.exception("taskstore event listener failed")
+        if event is not None:
+            self._listeners.publish(event)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -405,23 +400,12 @@ class InMemoryBackend:
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """See :meth:`StorageBackend.add_listener
         <taskstore.backends.base.StorageBackend.add_listener>`."""
-        with self._listeners_lock:
-            self._listeners = (*self._listeners, listener)
-
-        def remove() -> None:
-            with self._listeners_lock:
-                listeners = list(self._listeners)
-                if listener in listeners:
-                    listeners.remove(listener)
-                self._listeners = tuple(listeners)
-
-        return remove
+        return self._listeners.add(listener)
 
     def close(self) -> None:
         """Drop every record and listener; further writes raise ``ConfigurationError``."""
         self._closed = True
-        with self._listeners_lock:
-            self._listeners = ()
+        self._listeners.clear()
         for stripe in self._stripes:
             with stripe.lock:
                 stripe.shards.clear()

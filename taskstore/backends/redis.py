@@ -47,6 +47,7 @@ from taskstore.backends.base import (
     KEEP,
     EventListener,
     Keep,
+    Listeners,
     ListPosition,
     RecordKey,
     VersionedRecord,
@@ -242,7 +243,7 @@ class _Notifier:
         self._channel = channel
         self._lock = threading.Lock()
         self._waiters: dict[bytes, set[threading.Event]] = {}
-        self._listeners: tuple[EventListener, ...] = ()
+        self.listeners = Listeners()
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -276,22 +277,11 @@ class _Notifier:
                 if not waiting:
                     del self._waiters[wake]
 
-    def add_listener(self, listener: EventListener) -> None:
-        with self._lock:
-            self._listeners = (*self._listeners, listener)
-
-    def remove_listener(self, listener: EventListener) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-            if listener in listeners:
-                listeners.remove(listener)
-            self._listeners = tuple(listeners)
-
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stopping.set()
+        self.listeners.clear()
         with self._lock:
             thread = self._thread
-            self._listeners = ()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
         self._wake_all()
@@ -307,16 +297,10 @@ class _Notifier:
         head, _, event = message.partition(b"\n")
         with self._lock:
             waiting = list(self._waiters.get(head[1:], ()))
-            listeners = self._listeners
         for waiter in waiting:
             waiter.set()
-        if head[:1] != b"e":
-            return
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop the others
-                _log.exception("taskstore event listener failed")
+        if head[:1] == b"e":
+            self.listeners.publish(event)
 
     def _run(self) -> None:
         delay = 0.05
@@ -888,14 +872,10 @@ class RedisBackend:
         backend's event thread.
         """
         self._check_open()
-        self._notifier.add_listener(listener)
+        remove = self._notifier.listeners.add(listener)
         self._notifier.ensure_started()
         if not self._notifier.wait_subscribed(_SUBSCRIBE_TIMEOUT_S):
             _log.warning("taskstore event subscription not confirmed yet; events may be missed")
-
-        def remove() -> None:
-            self._notifier.remove_listener(listener)
-
         return remove
 
     def close(self) -> None:
