@@ -114,6 +114,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
+from taskstore.backends._options import (
+    Converter,
+    to_float,
+    to_int,
+    to_optional_str,
+    url_options,
+)
 from taskstore.backends.base import (
     KEEP,
     EventListener,
@@ -193,17 +200,18 @@ _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 #: Operations whose callers retry a TransactionConflictException (an item in a transaction).
 _WRITES = frozenset({"put_item", "update_item", "delete_item"})
 
-_OPTIONS = (
-    "region",
-    "endpoint_url",
-    "profile",
-    "connect_timeout",
-    "read_timeout",
-    "max_attempts",
-    "max_pool_connections",
-    "retry_budget_s",
-    "client",
-)
+# from_url's options (query parameters or keywords) and their converters.
+_OPTIONS: dict[str, Converter] = {
+    "region": to_optional_str,
+    "endpoint_url": to_optional_str,
+    "profile": to_optional_str,
+    "connect_timeout": to_float,
+    "read_timeout": to_float,
+    "max_attempts": to_int,
+    "max_pool_connections": to_int,
+    "retry_budget_s": to_float,
+    "client": lambda client: client,
+}
 
 
 # -- AttributeValue helpers ---------------------------------------------------------------
@@ -535,29 +543,9 @@ class DynamoDbBackend:
             raise ConfigurationError(
                 f"A DynamoDB URL has no path (dynamodb://TABLE?...), got {parts.path!r}"
             )
-        params: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if "client" in params:
+        if "client" in dict(parse_qsl(parts.query)):
             raise ConfigurationError("client can only be passed as a keyword option")
-        params.update(options)
-        unknown = sorted(set(params) - set(_OPTIONS))
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for dynamodb://: {', '.join(unknown)}; "
-                f"known: {', '.join(_OPTIONS)}"
-            )
-        for name, kind in (("connect_timeout", float), ("read_timeout", float),
-                           ("retry_budget_s", float), ("max_attempts", int),
-                           ("max_pool_connections", int)):
-            if isinstance(params.get(name), str):
-                try:
-                    params[name] = kind(params[name])
-                except ValueError:
-                    raise ConfigurationError(
-                        f"{name} must be a {kind.__name__}, got {params[name]!r}"
-                    ) from None
-        for name in ("region", "endpoint_url", "profile"):
-            if params.get(name) == "":
-                params[name] = None
+        params = url_options(url, options, _OPTIONS)
         client = params.pop("client", None)
         return cls(table, client, **params)
 

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
+from taskstore.backends._options import to_int, url_options
 from taskstore.backends.base import (
     KEEP,
     EventListener,
@@ -103,18 +103,8 @@ class InMemoryBackend:
 
         :raises ConfigurationError: an option other than ``stripes``, or a bad value.
         """
-        params: dict[str, Any] = dict(parse_qsl(urlsplit(url).query))
-        params.update(options)
-        unknown = set(params) - {"stripes"}
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for memory://: {', '.join(sorted(unknown))}; known: stripes"
-            )
+        params = url_options(url, options, {"stripes": to_int})
         stripes = params.get("stripes", 64)
-        try:
-            stripes = int(stripes)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"stripes must be an integer, got {stripes!r}") from None
         return cls(stripes=stripes)
 
     # -- helpers ---------------------------------------------------------------------------

@@ -41,8 +41,9 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, NoReturn, Union
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
+from taskstore.backends._options import to_bool, to_float, to_int, to_str, url_options
 from taskstore.backends.base import (
     KEEP,
     EventListener,
@@ -108,37 +109,9 @@ _DRIVER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _to_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _to_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"not an integer: {value!r}")
-    return int(value)
-
-
-def _to_float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"not a number: {value!r}")
-    return float(value)
-
-
 def _to_timeout(value: object) -> float | None:
     # None (as a keyword) means no timeout at all, as in redis-py.
-    return None if value is None else _to_float(value)
-
-
-def _to_str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"not a string: {value!r}")
-    return value
+    return None if value is None else to_float(value)
 
 
 # Options of from_url passed on to the redis-py client, and those of the backend itself, each
@@ -146,27 +119,27 @@ def _to_str(value: object) -> str:
 _CLIENT_OPTIONS: dict[str, Callable[[object], object]] = {
     "socket_timeout": _to_timeout,
     "socket_connect_timeout": _to_timeout,
-    "socket_keepalive": _to_bool,
-    "max_connections": _to_int,
-    "health_check_interval": _to_float,
-    "client_name": _to_str,
-    "username": _to_str,
-    "password": _to_str,
-    "db": _to_int,
-    "protocol": _to_int,
-    "ssl_cert_reqs": _to_str,
-    "ssl_ca_certs": _to_str,
-    "ssl_certfile": _to_str,
-    "ssl_keyfile": _to_str,
-    "ssl_check_hostname": _to_bool,
+    "socket_keepalive": to_bool,
+    "max_connections": to_int,
+    "health_check_interval": to_float,
+    "client_name": to_str,
+    "username": to_str,
+    "password": to_str,
+    "db": to_int,
+    "protocol": to_int,
+    "ssl_cert_reqs": to_str,
+    "ssl_ca_certs": to_str,
+    "ssl_certfile": to_str,
+    "ssl_keyfile": to_str,
+    "ssl_check_hostname": to_bool,
 }
 _CONSTRUCTOR_OPTIONS = ("prefix", "reclaim_delay_ms", "wait_slice_s")
 _BACKEND_OPTIONS: dict[str, Callable[[object], object]] = {
-    "prefix": _to_str,
-    "cluster": _to_bool,
-    "reclaim_delay_ms": _to_int,
-    "wait_slice_s": _to_float,
-    "retries": _to_int,
+    "prefix": to_str,
+    "cluster": to_bool,
+    "reclaim_delay_ms": to_int,
+    "wait_slice_s": to_float,
+    "retries": to_int,
 }
 
 
@@ -453,23 +426,7 @@ class RedisBackend:
             raise ConfigurationError(
                 f"RedisBackend URLs start with redis://, rediss:// or unix://, got {url!r}"
             )
-        params: dict[str, object] = dict(parse_qsl(parts.query, keep_blank_values=True))
-        params.update(options)
-        unknown = set(params) - set(_BACKEND_OPTIONS) - set(_CLIENT_OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for {parts.scheme}://: {', '.join(sorted(unknown))}; known: "
-                + ", ".join(sorted((*_BACKEND_OPTIONS, *_CLIENT_OPTIONS)))
-            )
-        converted: dict[str, Any] = {}
-        converters = {**_CLIENT_OPTIONS, **_BACKEND_OPTIONS}
-        for name, value in params.items():
-            try:
-                converted[name] = converters[name](value)
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"Bad value for the {parts.scheme}:// option {name!r}: {exc}"
-                ) from None
+        converted = url_options(url, options, {**_CLIENT_OPTIONS, **_BACKEND_OPTIONS})
         client_options = {k: v for k, v in converted.items() if k in _CLIENT_OPTIONS}
         backend_options = {
             k: v for k, v in converted.items() if k in _CONSTRUCTOR_OPTIONS
