@@ -11,14 +11,14 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.support.servers import unavailable
+
 SCENARIOS = Path(__file__).with_name("mcp_client_scenarios.py")
 DEFAULT_VENV = Path.home() / ".cache" / "taskstore" / "mcp-client-venv"
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("TASKSTORE_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{reason} (TASKSTORE_REQUIRE_SERVERS=1); run .ci/setup-mcp-client.sh")
-    pytest.skip(f"{reason}; run .ci/setup-mcp-client.sh")
+    unavailable(f"{reason}; run .ci/setup-mcp-client.sh")
 
 
 @pytest.fixture(scope="session")

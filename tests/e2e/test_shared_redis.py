@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.servers import unavailable
+
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,24 +33,18 @@ INIT = {
 }
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("TASKSTORE_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{reason} (TASKSTORE_REQUIRE_SERVERS=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
     """A redis-server of this test's own on a free loopback port."""
     if importlib.util.find_spec("redis") is None:
-        _unavailable("redis-py is not installed")
+        unavailable("redis-py is not installed")
     try:
         importlib.import_module("taskstore.backends.redis")
     except ImportError:
-        _unavailable("taskstore.backends.redis is not available yet")
+        unavailable("taskstore.backends.redis is not available yet")
     binary = shutil.which("redis-server")
     if binary is None:
-        _unavailable("redis-server is not installed (apt-get install -y redis-server)")
+        unavailable("redis-server is not installed (apt-get install -y redis-server)")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -79,7 +75,7 @@ def redis_url() -> Iterator[str]:
             break
         except redis.ConnectionError:
             if proc.poll() is not None:
-                _unavailable("redis-server did not start")
+                unavailable("redis-server did not start")
             threading.Event().wait(0.025)
     client.close()
     yield f"redis://127.0.0.1:{port}/0?prefix=shared{port}"

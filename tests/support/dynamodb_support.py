@@ -29,14 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import boto3
 import botocore.loaders
@@ -47,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from moto import mock_aws
 
 from taskstore.backends.dynamodb import DynamoDbBackend
+from tests.support.servers import free_port, fresh_name, unavailable
 
 __all__ = [
     "BACKEND_PARAMS",
@@ -83,21 +82,9 @@ _DUMMY_ENV = {
 _CLEARED_ENV = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_REGION")
 
 
-def servers_required() -> bool:
-    """True when CI demands real servers (``TASKSTORE_REQUIRE_SERVERS=1``)."""
-    return os.environ.get("TASKSTORE_REQUIRE_SERVERS") == "1"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip the test for ``reason``, or fail it when servers are required."""
-    if servers_required():
-        pytest.fail(f"{reason} (TASKSTORE_REQUIRE_SERVERS=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 def fresh_table_name() -> str:
     """A table name no other test uses."""
-    return f"ts-test-{uuid.uuid4().hex[:12]}"
+    return fresh_name()
 
 
 def dynamodb_local_dir() -> Path:
@@ -128,13 +115,6 @@ def make_client(endpoint_url: str | None = None, **config: Any) -> Any:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 class DynamoDbLocal:
     """A DynamoDB Local process (in memory, shared database) on a loopback port."""
 
@@ -142,7 +122,7 @@ class DynamoDbLocal:
         self.java = java
         self.directory = directory
         self.log_dir = log_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

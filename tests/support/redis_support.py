@@ -11,22 +11,20 @@ the server rows skip with the reason, or fail when ``TASKSTORE_REQUIRE_SERVERS=1
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
 from taskstore.backends.redis import RedisBackend
+from tests.support.servers import free_port, fresh_name, unavailable
 
 __all__ = [
     "BACKEND_PARAMS",
@@ -51,39 +49,9 @@ BACKEND_PARAMS: list[Any] = [
 RedisFactory = Callable[..., RedisBackend]
 
 
-def servers_required() -> bool:
-    """True when CI demands real servers (``TASKSTORE_REQUIRE_SERVERS=1``)."""
-    return os.environ.get("TASKSTORE_REQUIRE_SERVERS") == "1"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip the test for ``reason``, or fail it when servers are required."""
-    if servers_required():
-        pytest.fail(f"{reason} (TASKSTORE_REQUIRE_SERVERS=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 def fresh_prefix() -> str:
     """A key prefix no other test uses."""
-    return f"ts-test-{uuid.uuid4().hex[:12]}"
-
-
-def free_port(*, bus: bool = False) -> int:
-    """A currently free loopback TCP port (and, with ``bus``, its cluster bus port +10000)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if not bus:
-            return port
-        if port + 10000 < 65536:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair found")
+    return fresh_name()
 
 
 def _redis_server_binary() -> str:
