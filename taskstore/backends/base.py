@@ -115,19 +115,19 @@ class ListPosition(NamedTuple):
 class VersionedRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One stored record as a backend returns it.
 
-    :ivar key: the ``(owner, task_id)`` key.
     :ivar data: the record bytes, exactly as written.
     :ivar version: 1 after the first write, +1 on every write.
     :ivar expires_at_ms: absolute expiry in epoch ms, ``None`` for never.
-    :ivar sort_ms: the listing sort key (the task's creation time).
+    :ivar key: the ``(owner, task_id)`` key (backends always fill it in).
+    :ivar sort_ms: the listing sort key (the task's creation time; backends always fill it in).
     :ivar outcome: the outcome blob, only when asked for (``include_outcome=True``) and stored.
     """
 
-    key: tuple[str, str]
     data: bytes
     version: int
     expires_at_ms: int | None
-    sort_ms: int
+    key: tuple[str, str] = ("", "")
+    sort_ms: int = 0
     outcome: bytes | None = None
 
 
