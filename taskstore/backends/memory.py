@@ -65,12 +65,13 @@ class _Shard:
 
 
 class _Stripe:
-    __slots__ = ("changed", "expiry", "lock", "shards")
+    __slots__ = ("changed", "expiry", "lock", "records", "shards")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.shards: dict[str, _Shard] = {}
+        self.records = 0
         # (expires_at_ms, owner, task_id); entries go stale when a record is rewritten or
         # deleted and are checked against the record when popped.
         self.expiry: list[tuple[int, str, str]] = []
@@ -123,6 +124,7 @@ class InMemoryBackend:
             return None
         entry = shard.records.pop(task_id, None)
         if entry is not None:
+            stripe.records -= 1
             position = (entry.record.sort_ms, task_id)
             index = bisect.bisect_left(shard.order, position)
             if index < len(shard.order) and shard.order[index] == position:
@@ -137,6 +139,7 @@ class InMemoryBackend:
         if shard is None:
             shard = stripe.shards[owner] = _Shard()
         shard.records[task_id] = entry
+        stripe.records += 1
         position = (entry.record.sort_ms, task_id)
         # New tasks are almost always the newest: appending keeps the insert O(1).
         if not shard.order or shard.order[-1] < position:
@@ -167,6 +170,23 @@ class InMemoryBackend:
                 self._remove(stripe, owner, task_id)
                 removed += 1
         return removed
+
+    @staticmethod
+    def _compact_expiry(stripe: _Stripe) -> None:
+        """Rebuild the expiry heap once deletes left it mostly stale (caller holds the lock).
+
+        Deleted records leave their heap entries behind until their old expiry; without this a
+        create/delete churn would grow the heap without bound. Amortised O(1) per delete.
+        """
+        if len(stripe.expiry) <= 64 or len(stripe.expiry) <= 4 * stripe.records:
+            return
+        stripe.expiry = [
+            (entry.record.expires_at_ms, owner, task_id)
+            for owner, shard in stripe.shards.items()
+            for task_id, entry in shard.records.items()
+            if entry.record.expires_at_ms is not None
+        ]
+        heapq.heapify(stripe.expiry)
 
     def _publish(self, event: bytes | None) -> None:
         if event is not None:
@@ -329,6 +349,7 @@ class InMemoryBackend:
         with stripe.lock:
             removed = self._remove(stripe, key[0], key[1]) is not None
             if removed:
+                self._compact_expiry(stripe)
                 stripe.changed.notify_all()
             return removed
 
@@ -400,4 +421,5 @@ class InMemoryBackend:
             with stripe.lock:
                 stripe.shards.clear()
                 stripe.expiry.clear()
+                stripe.records = 0
                 stripe.changed.notify_all()
