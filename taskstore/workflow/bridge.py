@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from taskstore.errors import TaskStoreError
 from taskstore.mcp.auth import Caller
 from taskstore.mcp.jsonrpc import JsonDict
 from taskstore.mcp.prompts import PromptContext, PromptSpec
@@ -25,6 +26,7 @@ from taskstore.workflow.handoff import TASK_ID_META, plain_prompt_reply, reply
 
 __all__ = ["WorkflowPromptSpec", "register_workflow"]
 
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _hooked: weakref.WeakSet[McpServer] = weakref.WeakSet()
 _hooked_lock = threading.Lock()
 
@@ -105,17 +107,73 @@ def _install_hook(server: McpServer) -> None:
         meta = params.get("_meta")
         task_id = meta.get(TASK_ID_META) if isinstance(meta, Mapping) else None
         name = params.get("name")
-        # A task-augmented continuation answers CreateTaskResult: there is no result yet.
-        if not isinstance(task_id, str) or not isinstance(name, str) or "task" in result:
+        if not isinstance(task_id, str) or not isinstance(name, str):
             return
-        arguments = params.get("arguments")
-        record_continuation(
-            server.store,
-            caller.owner,
-            task_id,
-            name,
-            arguments if isinstance(arguments, Mapping) else {},
-            result,
-        )
+        raw_arguments = params.get("arguments")
+        arguments = raw_arguments if isinstance(raw_arguments, Mapping) else {}
+        created = result.get("task")
+        if isinstance(created, Mapping) and isinstance(created.get("taskId"), str):
+            # A task-augmented continuation answers CreateTaskResult: record its outcome later.
+            _record_when_done(server, caller.owner, created["taskId"], task_id, name, arguments)
+            return
+        record_continuation(server.store, caller.owner, task_id, name, arguments, result)
 
     server.add_tool_call_hook(record)
+
+
+def _record_when_done(
+    server: McpServer,
+    owner: str,
+    call_task_id: str,
+    workflow_task_id: str,
+    tool: str,
+    arguments: Mapping[str, Any],
+) -> None:
+    """Record the outcome of the continuation's own task against the workflow once it ends."""
+    store = server.store
+    done = threading.Lock()
+    recorded = False
+    subscription: list[Callable[[], None]] = []
+
+    def stop_listening() -> None:
+        with done:
+            unsubscribers = list(subscription)
+        for unsubscribe in unsubscribers:
+            unsubscribe()
+
+    def finish() -> None:
+        nonlocal recorded
+        with done:  # the event and the check below may both see the task finished
+            if recorded:
+                return
+            recorded = True
+        stop_listening()
+        try:
+            outcome = store.get_result(call_task_id, owner)
+        except TaskStoreError:
+            return  # cancelled or gone: nothing ran to completion, nothing to record
+        if outcome.kind == "result" and isinstance(outcome.result, Mapping):
+            result: Mapping[str, Any] = outcome.result
+        else:
+            message = (outcome.error or {}).get("message", "the tool failed")
+            result = {"content": [{"type": "text", "text": str(message)}], "isError": True}
+        record_continuation(store, owner, workflow_task_id, tool, arguments, result)
+
+    def on_status(task: dict[str, Any]) -> None:
+        if task.get("taskId") == call_task_id and task.get("status") in _TERMINAL:
+            finish()
+
+    unsubscribe = store.subscribe(on_status, owner=owner)
+    with done:
+        subscription.append(unsubscribe)
+        already = recorded
+    if already:  # finished (and recorded) before the subscription was stored
+        unsubscribe()
+        return
+    try:
+        finished = store.get(call_task_id, owner).is_terminal
+    except TaskStoreError:
+        finished = True
+    if finished:
+        finish()
+
