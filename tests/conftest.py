@@ -9,12 +9,15 @@ fresh, empty namespace (key prefix or table) per call. Server-backed factories l
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+pytest.register_assert_rewrite("support")  # before the first import of the helpers
+
+from support import servers
+from support.backends import BACKEND_PARAMS, DRIVERS, NON_ATOMIC_BACKENDS, PLUGINS
 from taskstore import ManualClock, TaskStore
 from taskstore.backends.base import StorageBackend
 from taskstore.backends.memory import InMemoryBackend
@@ -22,23 +25,15 @@ from taskstore.testing import T0
 
 BackendFactory = Callable[..., StorageBackend]
 
-#: Test doubles whose conditional writes are not atomic: concurrency tests skip on them.
-NON_ATOMIC_BACKENDS = frozenset({"moto"})
+# Fixture plugins whose drivers are installed; the rows they serve fail loudly without them.
+pytest_plugins = [
+    plugin for plugin, drivers in PLUGINS.items() if not servers.missing_modules(*drivers)
+]
 
-BACKEND_PARAMS: list[Any] = [pytest.param("memory", marks=pytest.mark.memory, id="memory")]
 
-# Backends whose support module is present and whose driver is installed join the table.
-pytest_plugins: list[str] = []
-for _module, _drivers in (
-    ("tests.support.redis_support", ("redis", "fakeredis")),
-    ("tests.support.dynamodb_support", ("boto3", "moto")),
-):
-    if importlib.util.find_spec(_module) is not None and all(
-        importlib.util.find_spec(d) is not None for d in _drivers
-    ):
-        pytest.register_assert_rewrite(_module)  # imported here, before pytest loads it
-        pytest_plugins.append(_module)
-        BACKEND_PARAMS.extend(importlib.import_module(_module).BACKEND_PARAMS)
+def pytest_configure(config: pytest.Config) -> None:
+    """Hand the run's ``-m`` expression to the skip-or-fail helpers."""
+    servers.configure(config)
 
 
 @pytest.fixture
@@ -56,7 +51,9 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def backend_factory(request: pytest.FixtureRequest, backend_name: str) -> BackendFactory:
-    """``make(**options)`` for the backend under test."""
+    """``make(**options)`` for the backend under test (skips, or fails under
+    ``TASKSTORE_REQUIRE_SERVERS=1``, when the row's driver is missing)."""
+    servers.need_modules(*DRIVERS[backend_name])
     factory: BackendFactory = request.getfixturevalue(f"backend_factory_{backend_name}")
     return factory
 

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 
 import taskstore
+from support.mcp import INIT_PARAMS, build_server, call_app, open_session, serving
 from taskstore import TaskStore
 from taskstore.mcp import AuthContext, McpServer
 from taskstore.wsgi import McpWsgiApp, bearer_authenticator, is_loopback_host
-from tests.mcp.support import INIT_PARAMS, build_server, call_app, open_session, serving
 
 
 @pytest.fixture

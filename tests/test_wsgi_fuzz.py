@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import taskstore
+from support.mcp import call_app, open_session
 from taskstore.mcp import McpServer, ToolError
 from taskstore.wsgi import McpWsgiApp
-from tests.mcp.support import call_app, open_session
 
 METHODS = [
     "initialize",

@@ -197,6 +197,17 @@ def _error_code(exc: Exception) -> tuple[str, str] | None:
     return None
 
 
+def _untyped(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` as a plain callable.
+
+    redis-py's annotations change between releases (``pubsub`` and ``get_nodes`` were untyped
+    until 8.x, ``Script.__call__`` narrows its key types in some): calling through this keeps
+    the type check independent of the installed release, with no ``type: ignore`` that is
+    wrong on the next one.
+    """
+    return method
+
+
 class _Conflict(NamedTuple):
     """A ``TSCONFLICT`` script error, returned so the caller can name expected and actual."""
 
@@ -293,7 +304,7 @@ class _Notifier:
             delay = min(delay * 2, 1.0)
 
     def _listen(self) -> None:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        pubsub = _untyped(self._client.pubsub)(ignore_subscribe_messages=False)
         try:
             pubsub.subscribe(self._channel)
             last_seen = time.monotonic()
@@ -501,7 +512,7 @@ class RedisBackend:
         """Run script ``name``; our error replies become contract errors, anything else from
         the driver a :class:`BackendError`."""
         try:
-            return self._scripts[name](keys=keys, args=args)  # type: ignore[arg-type]
+            return _untyped(self._scripts[name])(keys=keys, args=args)
         except redis.exceptions.ResponseError as exc:
             parsed = _error_code(exc)
             if parsed is None:
@@ -848,6 +859,6 @@ class RedisBackend:
                 # RedisCluster.close() leaves its nodes' pools connected (redis-py builds the
                 # node clients of a from_url cluster with auto_close_connection_pool off), so
                 # their sockets would outlive the backend: disconnect them here.
-                for node in self._client.get_nodes():  # type: ignore[no-untyped-call]
+                for node in _untyped(self._client.get_nodes)():
                     if node.redis_connection is not None:
                         node.redis_connection.connection_pool.disconnect()

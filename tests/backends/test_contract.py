@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from support.backends import NON_ATOMIC_BACKENDS
 from taskstore.testing import BackendContract
-from tests.conftest import NON_ATOMIC_BACKENDS
 
 
 class TestBackendContract(BackendContract):

@@ -18,14 +18,16 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("boto3")
-pytest.importorskip("moto")
+from support.servers import require_modules
+
+require_modules("boto3", "moto", markers=["dynamodb"])
 
 import botocore.exceptions
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
 import taskstore
+from support.dynamodb_support import REGION, fresh_table_name
 from taskstore import (
     BackendError,
     ConfigurationError,
@@ -47,7 +49,6 @@ from taskstore.backends.base import ListPosition
 from taskstore.backends.dynamodb import ITEM_LIMIT_BYTES, DynamoDbBackend, _number_size
 from taskstore.record import json_size
 from taskstore.testing import T0
-from tests.support.dynamodb_support import REGION, fresh_table_name
 
 pytestmark = pytest.mark.dynamodb
 

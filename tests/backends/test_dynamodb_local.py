@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("boto3")
-pytest.importorskip("moto")
+from support.servers import require_modules
+
+require_modules("boto3", markers=["dynamodb", "dynamodb_local"])
 
 import botocore.exceptions
 
+from support import dynamodb_workers as workers
+from support.dynamodb_support import REGION, DynamoDbLocal, fresh_table_name
 from taskstore import (
     InvalidParamsError,
     InvalidTransitionError,
@@ -36,8 +39,6 @@ from taskstore import (
 from taskstore.backends.base import encode_key_part
 from taskstore.backends.dynamodb import ITEM_LIMIT_BYTES, DynamoDbBackend
 from taskstore.testing import T0, run_barrier_threads
-from tests.backends import _dynamodb_workers as workers
-from tests.support.dynamodb_support import REGION, DynamoDbLocal, fresh_table_name
 
 pytestmark = [pytest.mark.dynamodb, pytest.mark.dynamodb_local]
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("redis")
-pytest.importorskip("fakeredis")
+from support.servers import require_modules
+
+require_modules("redis", "fakeredis", markers=["redis"])
 
 import fakeredis
 import redis
@@ -29,6 +30,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import taskstore
+from support.backends import REDIS_PARAMS
+from support.redis_support import (
+    RedisServer,
+    fresh_prefix,
+    start_redis_server,
+)
 from taskstore import ManualClock, TaskStatus, TaskStore
 from taskstore.backends import open_backend
 from taskstore.backends.base import ListPosition, StorageBackend
@@ -42,12 +49,6 @@ from taskstore.errors import (
     VersionConflict,
 )
 from taskstore.testing import T0
-from tests.support.redis_support import (
-    BACKEND_PARAMS,
-    RedisServer,
-    fresh_prefix,
-    start_redis_server,
-)
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +57,7 @@ RedisFactory = Callable[..., RedisBackend]
 server_only = pytest.mark.redis_server
 
 
-@pytest.fixture(params=BACKEND_PARAMS)
+@pytest.fixture(params=REDIS_PARAMS)
 def redis_factory(request: pytest.FixtureRequest) -> RedisFactory:
     """``make(**options)`` for each Redis flavour: fakeredis, redis-server, Redis Cluster."""
     factory: RedisFactory = request.getfixturevalue(f"backend_factory_{request.param}")

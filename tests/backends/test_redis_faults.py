@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("redis")
-pytest.importorskip("fakeredis")
+from support.servers import require_modules
+
+require_modules("redis", markers=["redis", "redis_server"])
 
 import redis
 
 import taskstore
+from support.redis_support import RedisServer, fresh_prefix
 from taskstore import BackendError, TaskStatus, TaskStore
 from taskstore.backends.redis import RedisBackend
-from tests.support.redis_support import RedisServer, fresh_prefix
 
 pytestmark = [pytest.mark.redis, pytest.mark.redis_server]
 

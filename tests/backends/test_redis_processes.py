@@ -1,6 +1,7 @@
 """Cross-process behaviour on a real redis-server: four spawned worker processes released
 together by a barrier race on one task or one owner, and events and wake-ups travel between
-processes through Redis pub/sub. Exact counts are asserted, latencies are measured.
+processes through Redis pub/sub. Exact counts are asserted; latencies are benchmarked
+(``benchmarks/bench_redis.py``), only liveness is asserted here.
 """
 
 from __future__ import annotations
@@ -9,98 +10,32 @@ import multiprocessing
 import multiprocessing.pool
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# Workers import this module to find their functions: it stays light (no fakeredis, no
-# support module at import time) so four spawned processes start quickly.
-pytest.importorskip("redis")
+from support.servers import fresh_name, require_modules
 
-import taskstore
+require_modules("redis", markers=["redis", "redis_server"])
+
+from support.redis_workers import (
+    OWNER,
+    WORKERS,
+    create_many,
+    drive,
+    finish,
+    init_worker,
+    open_store,
+    set_variables,
+    wait_for,
+)
 from taskstore import TaskStatus
 
 if TYPE_CHECKING:
-    from tests.support.redis_support import RedisServer
+    from support.redis_support import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.redis_server]
-
-WORKERS = 4
-OWNER = "alice"
-
-# Set in each worker by the pool initializer: a barrier all WORKERS processes wait on.
-_barrier: Any = None
-
-
-def _init_worker(barrier: Any) -> None:
-    global _barrier
-    _barrier = barrier
-
-
-def fresh_prefix() -> str:
-    """A key prefix no other test uses."""
-    return f"ts-proc-{uuid.uuid4().hex[:12]}"
-
-
-def _open(url: str, prefix: str, **options: Any) -> taskstore.TaskStore:
-    return taskstore.open(url, prefix=prefix, **options)
-
-
-def _set_variables(url: str, prefix: str, task_id: str, worker: int, count: int) -> int:
-    with _open(url, prefix) as store:
-        _barrier.wait(30)
-        for i in range(count):
-            store.set_variables(task_id, OWNER, {f"w{worker}-{i}": i})
-        return count
-
-
-def _finish(url: str, prefix: str, task_ids: list[str], worker: int) -> list[str]:
-    outcomes = []
-    with _open(url, prefix) as store:
-        for task_id in task_ids:
-            _barrier.wait(30)  # every round starts all four processes on the same task
-            try:
-                if worker % 2:
-                    store.cancel(task_id, OWNER)
-                else:
-                    store.complete(task_id, OWNER, {"by": worker})
-            except taskstore.TaskStoreError as exc:
-                outcomes.append(type(exc).__name__)
-            else:
-                outcomes.append("won")
-    return outcomes
-
-
-def _create_many(url: str, prefix: str, count: int) -> list[str]:
-    outcomes = []
-    with _open(url, prefix, max_tasks_per_owner=10) as store:
-        _barrier.wait(30)
-        for _ in range(count):
-            try:
-                store.create(OWNER)
-            except taskstore.TaskStoreError as exc:
-                outcomes.append(type(exc).__name__)
-            else:
-                outcomes.append("created")
-    return outcomes
-
-
-def _wait_for(url: str, prefix: str, task_id: str, ready_key: str) -> tuple[float, str]:
-    with _open(url, prefix) as store:
-        store.backend.client.set(ready_key, b"1")  # type: ignore[attr-defined]
-        record = store.wait(task_id, OWNER, timeout=20)
-        return time.time(), record.status.value
-
-
-def _drive(url: str, prefix: str, task_id: str) -> float:
-    with _open(url, prefix) as store:
-        store.update_status(task_id, OWNER, TaskStatus.INPUT_REQUIRED, "need input")
-        store.update_status(task_id, OWNER, TaskStatus.WORKING)
-        store.complete(task_id, OWNER, {"done": True})
-        return time.time()
-
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[multiprocessing.pool.Pool]:
@@ -108,7 +43,7 @@ def pool() -> Iterator[multiprocessing.pool.Pool]:
     threads)."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WORKERS)
-    workers = context.Pool(WORKERS, initializer=_init_worker, initargs=(barrier,))
+    workers = context.Pool(WORKERS, initializer=init_worker, initargs=(barrier,))
     yield workers
     workers.terminate()  # idle workers hold nothing worth a graceful shutdown
     workers.join()
@@ -124,11 +59,11 @@ def test_processes_setting_variables_lose_nothing(
     pool: multiprocessing.pool.Pool, url: str
 ) -> None:
     """4 processes × 25 set_variables on one task: all 100 keys land, version 101."""
-    prefix = fresh_prefix()
-    with _open(url, prefix) as store:
+    prefix = fresh_name()
+    with open_store(url, prefix) as store:
         task = store.create(OWNER)
         results = pool.starmap(
-            _set_variables, [(url, prefix, task.task_id, w, 25) for w in range(WORKERS)], 1
+            set_variables, [(url, prefix, task.task_id, w, 25) for w in range(WORKERS)], 1
         )
         assert results == [25] * WORKERS
         final = store.get(task.task_id, OWNER)
@@ -141,10 +76,10 @@ def test_processes_complete_versus_cancel_one_winner(
 ) -> None:
     """30 rounds of 2 processes completing racing 2 cancelling one task: exactly one winner per
     round, every loser gets InvalidTransitionError, the stored status is the winner's."""
-    prefix = fresh_prefix()
-    with _open(url, prefix, max_tasks_per_owner=None) as store:
+    prefix = fresh_name()
+    with open_store(url, prefix, max_tasks_per_owner=None) as store:
         task_ids = [store.create(OWNER).task_id for _ in range(30)]
-        results = pool.starmap(_finish, [(url, prefix, task_ids, w) for w in range(WORKERS)], 1)
+        results = pool.starmap(finish, [(url, prefix, task_ids, w) for w in range(WORKERS)], 1)
         for round_index, task_id in enumerate(task_ids):
             outcomes = [results[w][round_index] for w in range(WORKERS)]
             assert sorted(outcomes) == ["InvalidTransitionError"] * 3 + ["won"], outcomes
@@ -157,28 +92,29 @@ def test_processes_quota_race_admits_exactly_the_limit(
     pool: multiprocessing.pool.Pool, url: str
 ) -> None:
     """4 processes × 8 creates for one owner with max_tasks_per_owner=10: exactly 10 succeed."""
-    prefix = fresh_prefix()
-    results = pool.starmap(_create_many, [(url, prefix, 8) for _ in range(WORKERS)], 1)
+    prefix = fresh_name()
+    results = pool.starmap(create_many, [(url, prefix, 8) for _ in range(WORKERS)], 1)
     outcomes = [outcome for worker in results for outcome in worker]
     assert outcomes.count("created") == 10
     assert outcomes.count("QuotaExceededError") == 22
-    with _open(url, prefix) as store:
+    with open_store(url, prefix) as store:
         assert len(store.list(OWNER, limit=100).tasks) == 10
 
 
-def test_waiter_in_another_process_returns_within_100ms(
+def test_waiter_in_another_process_is_woken_by_the_completion(
     pool: multiprocessing.pool.Pool, url: str
 ) -> None:
-    """A store.wait() blocked in a worker process returns within 100 ms of this process
-    completing the task (measured from timestamps; pollInterval alone would take 1 s)."""
-    prefix = fresh_prefix()
+    """A store.wait() blocked in a worker process (30 s poll interval, 20 s timeout) returns
+    the completed task long before any re-poll could: the wake-up came through pub/sub.
+    (How fast it wakes is measured in benchmarks/bench_redis.py, not asserted here.)"""
+    prefix = fresh_name()
     latencies = []
-    with _open(url, prefix) as store:
+    with open_store(url, prefix) as store:
         client = store.backend.client  # type: ignore[attr-defined]
         for round_index in range(3):
             task = store.create(OWNER)
             ready_key = f"{prefix}:ready:{round_index}"
-            waiting = pool.apply_async(_wait_for, (url, prefix, task.task_id, ready_key))
+            waiting = pool.apply_async(wait_for, (url, prefix, task.task_id, ready_key))
             deadline = time.monotonic() + 30
             while not client.exists(ready_key):
                 assert time.monotonic() < deadline, "the waiter never started"
@@ -191,7 +127,7 @@ def test_waiter_in_another_process_returns_within_100ms(
             returned_at, status = waiting.get(30)
             assert status == "completed"
             latencies.append(returned_at - completed_at)
-    assert max(latencies) < 0.1, latencies
+    assert max(latencies) < 5.0, latencies
 
 
 def test_subscribe_receives_status_events_from_another_process(
@@ -199,7 +135,7 @@ def test_subscribe_receives_status_events_from_another_process(
 ) -> None:
     """store.subscribe() in this process receives every status change another process makes,
     in order, through Redis pub/sub."""
-    prefix = fresh_prefix()
+    prefix = fresh_name()
     received: list[dict[str, Any]] = []
     arrived = threading.Event()
 
@@ -208,10 +144,10 @@ def test_subscribe_receives_status_events_from_another_process(
         if task["status"] == "completed":
             arrived.set()
 
-    with _open(url, prefix) as store:
+    with open_store(url, prefix) as store:
         task = store.create(OWNER)
         store.subscribe(on_event)
-        finished_at = pool.apply(_drive, (url, prefix, task.task_id))
+        finished_at = pool.apply(drive, (url, prefix, task.task_id))
         assert arrived.wait(10)
         assert time.time() - finished_at < 5
         assert [(e["taskId"], e["status"]) for e in received] == [

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.support.servers import unavailable
+from support.servers import unavailable
 
 SCENARIOS = Path(__file__).with_name("mcp_client_scenarios.py")
 DEFAULT_VENV = Path.home() / ".cache" / "taskstore" / "mcp-client-venv"

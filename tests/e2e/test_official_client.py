@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import taskstore
+from support.mcp import build_server, serving
 from taskstore.mcp import McpServer
 from taskstore.wsgi import McpWsgiApp, bearer_authenticator
-from tests.mcp.support import build_server, serving
 
 Client = Callable[..., dict[str, Any]]
 

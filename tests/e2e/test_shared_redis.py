@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -20,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import unavailable
+from support.servers import unavailable
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(__file__).with_name("shared_store_server.py")
 INIT = {
     "protocolVersion": "2025-11-25",
@@ -87,10 +85,9 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def endpoints(redis_url: str) -> Iterator[list[str]]:
     """Two server processes over the same Redis store."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(SERVER), redis_url], stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, str(SERVER), redis_url], stdout=subprocess.PIPE, text=True
         )
         for _ in range(2)
     ]

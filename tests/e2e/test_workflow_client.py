@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import taskstore
+from support.examples import load_example
+from support.mcp import serving
 from taskstore.mcp import McpServer
 from taskstore.wsgi import McpWsgiApp
-from tests.mcp.support import serving
 
 Client = Callable[..., dict[str, Any]]
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data_pipeline.py"
-
-
-def _load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("data_pipeline_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 def url() -> Iterator[str]:
     """The example's server on a loopback port, in-memory store."""
-    example = _load_example()
+    example = load_example()
     with taskstore.open("memory://", poll_interval_ms=20) as store:
         server: McpServer = example.build_server(store)
         with serving(McpWsgiApp(server, loopback_only=True, keepalive_s=1.0)) as endpoint:

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("redis")
+from support.servers import require_modules
+
+require_modules("redis", markers=["redis", "redis_server"])
 
 import taskstore
+from support.examples import load_example
+from support.mcp import serving
 from taskstore.wsgi import McpWsgiApp, bearer_authenticator
-from tests.e2e.test_workflow_client import _load_example
-from tests.mcp.support import serving
 
 pytestmark = [pytest.mark.redis, pytest.mark.redis_server]
 Client = Callable[..., dict[str, Any]]
@@ -21,7 +23,7 @@ Client = Callable[..., dict[str, Any]]
 
 def _serve_once(store_url: str, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """Start the example server on ``store_url``, run one client scenario, stop everything."""
-    example = _load_example()
+    example = load_example()
     with taskstore.open(store_url, poll_interval_ms=20) as store:
         server = example.build_server(store)
         app = McpWsgiApp(server, authenticate=bearer_authenticator({"alice-token": "alice"}))

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 import taskstore
+from support.mcp import build_server
 from taskstore import ManualClock, TaskStore
 from taskstore.mcp import Caller, McpServer
-from tests.mcp.support import build_server
 
 
 @pytest.fixture

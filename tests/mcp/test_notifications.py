@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from support.mcp import ListSender
 from taskstore import TaskStore
 from taskstore.mcp import StatusNotifier, status_notification
-from tests.mcp.support import ListSender
 
 RELATED = "io.modelcontextprotocol/related-task"
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 import taskstore
+from support.mcp import ListSender, wait_until
 from taskstore import TaskStore
 from taskstore.errors import AnonymousAccessError, InvalidParamsError
 from taskstore.mcp import Caller, McpServer, ProtocolError, ToolContext
 from taskstore.mcp.runner import SHUTDOWN_MESSAGE
-from tests.mcp.support import ListSender, wait_until
 
 RELATED = "io.modelcontextprotocol/related-task"
 
@@ -259,7 +259,7 @@ def test_variables_are_reachable_from_the_tool(
 
 def test_close_fails_running_tasks(mstore: TaskStore, alice: Caller) -> None:
     """Closing the server fails its running tasks with the shutdown message."""
-    from tests.mcp.support import build_server
+    from support.mcp import build_server
 
     server = build_server(mstore)
     created = call(server, alice, "wait_for_cancel", {}, task={})
@@ -281,7 +281,7 @@ def test_anonymous_owner_cannot_create_tasks_by_default(server: McpServer) -> No
 
 def test_anonymous_owner_may_create_tasks_when_allowed(alice: Caller) -> None:
     """With allow_anonymous=True the anonymous owner creates tasks."""
-    from tests.mcp.support import build_server
+    from support.mcp import build_server
 
     with taskstore.open("memory://", allow_anonymous=True) as store:
         server = build_server(store)

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 import taskstore
+from support.mcp import INIT_PARAMS, ListSender
 from taskstore import TaskStore
 from taskstore.errors import BackendError
 from taskstore.mcp import Caller, McpServer, PromptArgument, PromptContext
-from tests.mcp.support import INIT_PARAMS, ListSender
 
 RELATED = "io.modelcontextprotocol/related-task"
 

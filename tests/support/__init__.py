@@ -1,1 +1,3 @@
-"""Fixtures for server-backed backends (Redis, DynamoDB), registered by ``tests/conftest.py``."""
+"""Test helpers importable as ``support`` (``tests/`` is on ``sys.path`` through pytest's
+``pythonpath`` setting; the checkout root never is, so ``taskstore`` comes from the installed
+wheel): server fixtures, the backend table, the MCP test server, the examples."""

@@ -1,14 +1,14 @@
-"""DynamoDB fixtures, loaded by ``tests/conftest.py`` as a pytest plugin when boto3 and moto are
-installed.
+"""DynamoDB fixtures, loaded by ``tests/conftest.py`` as a pytest plugin when boto3 is installed.
 
-``BACKEND_PARAMS`` adds two rows to the backend table: moto (``mock_aws``, in-process, always
-available; its conditional writes are not atomic, so ``conftest`` skips races on it) and AWS's
-own DynamoDB Local, started once per session on a free loopback port and stopped at its end.
-Each ``backend_factory_*`` fixture returns ``make(**options) -> DynamoDbBackend`` with a fresh
-table per call (creating one costs about 10 ms on either). Without Java or the DynamoDB Local
-jar the Local row skips with the reason, or fails when ``TASKSTORE_REQUIRE_SERVERS=1`` (CI).
-The jar is fetched by ``.ci/fetch-dynamodb-local.sh`` into ``$TASKSTORE_DYNAMODB_LOCAL_DIR``
-(default ``~/.cache/taskstore/dynamodb-local``).
+They serve two rows of the backend table (``support.backends``): moto (``mock_aws``, in-
+process; imported only by its own fixture, so the DynamoDB Local row never needs it; its
+conditional writes are not atomic, so races skip on it) and AWS's own DynamoDB Local, started
+once per session on a free loopback port and stopped at its end. Each ``backend_factory_*``
+fixture returns ``make(**options) -> DynamoDbBackend`` with a fresh table per call (creating
+one costs about 10 ms on either). Without Java or the DynamoDB Local jar the Local row skips
+with the reason, or fails when ``TASKSTORE_REQUIRE_SERVERS=1`` (CI). The jar is fetched by
+``.ci/fetch-dynamodb-local.sh`` into ``$TASKSTORE_DYNAMODB_LOCAL_DIR`` (default
+``~/.cache/taskstore/dynamodb-local``).
 
 Both run with dummy credentials and region, and with the AWS config files pointed away, so a
 developer's real AWS configuration is never read.
@@ -18,10 +18,6 @@ database for every access key and region), so the server starts with it. And the
 manual clock sits at 2026-01-01, in the wall clock's past: a sweeping table would delete
 records the store still considers live, so the shared tables are created without TTL and only
 the TTL test (``ttl=True``) turns it on.
-
-PYTEST_DONT_REWRITE: conftest imports this module (for ``BACKEND_PARAMS``) before pytest loads
-it as a plugin, too late for assertion rewriting; the marker keeps pytest from warning about
-that (warnings are errors here), and the module holds fixtures, not assertions.
 """
 
 from __future__ import annotations
@@ -42,27 +38,16 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from moto import mock_aws
 
+from support.servers import free_port, fresh_name, need_modules, unavailable
 from taskstore.backends.dynamodb import DynamoDbBackend
-from tests.support.servers import free_port, fresh_name, unavailable
 
 __all__ = [
-    "BACKEND_PARAMS",
     "REGION",
     "DynamoDbLocal",
     "dynamodb_local_dir",
     "fresh_table_name",
     "make_client",
-]
-
-BACKEND_PARAMS: list[Any] = [
-    pytest.param("moto", marks=pytest.mark.dynamodb, id="moto"),
-    pytest.param(
-        "dynamodb_local",
-        marks=[pytest.mark.dynamodb, pytest.mark.dynamodb_local],
-        id="dynamodb-local",
-    ),
 ]
 
 #: The dummy region every test uses.
@@ -224,6 +209,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def moto(aws_env: None) -> Iterator[Any]:
     """An active ``mock_aws`` and a client on it; yields the client."""
+    need_modules("moto")
+    from moto import mock_aws
+
     with mock_aws():
         client = make_client()
         try:
@@ -242,7 +230,7 @@ def local_client(aws_env: None, dynamodb_local: DynamoDbLocal) -> Iterator[Any]:
         client.close()
 
 
-# -- backend factories (named by conftest.BACKEND_PARAMS ids) ------------------------------------
+# -- backend factories (named by the ids of support.backends.BACKEND_PARAMS) --------------------
 
 
 def _factory(client: Any, endpoint_url: str | None) -> Iterator[DynamoDbFactory]:

@@ -1,9 +1,10 @@
-"""Redis fixtures, loaded by ``tests/conftest.py`` as a pytest plugin when redis-py and fakeredis
-are installed.
+"""Redis fixtures, loaded by ``tests/conftest.py`` as a pytest plugin when redis-py is
+installed.
 
-``BACKEND_PARAMS`` adds three rows to the backend table: fakeredis (in-process, always
-available), a real ``redis-server`` and a 3-node Redis Cluster, both started once per session on
-free loopback ports and stopped at its end. Each ``backend_factory_*`` fixture returns
+They serve three rows of the backend table (``support.backends``): fakeredis (in-process;
+imported only by its own fixture, so the real-server rows never need it), a real
+``redis-server`` and a 3-node Redis Cluster, both started once per session on free loopback
+ports and stopped at its end. Each ``backend_factory_*`` fixture returns
 ``make(**options) -> RedisBackend`` with a fresh key prefix per call. Without ``redis-server``
 the server rows skip with the reason, or fail when ``TASKSTORE_REQUIRE_SERVERS=1`` (CI).
 """
@@ -17,33 +18,24 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fakeredis
 import pytest
 import redis
 
+from support.servers import free_port, fresh_name, need_modules, unavailable
 from taskstore.backends.redis import RedisBackend
-from tests.support.servers import free_port, fresh_name, unavailable
+
+if TYPE_CHECKING:
+    import fakeredis
 
 __all__ = [
-    "BACKEND_PARAMS",
     "LocalCluster",
     "RedisServer",
     "free_port",
     "fresh_prefix",
     "start_cluster",
     "start_redis_server",
-]
-
-BACKEND_PARAMS: list[Any] = [
-    pytest.param("fakeredis", marks=pytest.mark.redis, id="fakeredis"),
-    pytest.param("redis", marks=[pytest.mark.redis, pytest.mark.redis_server], id="redis"),
-    pytest.param(
-        "redis_cluster",
-        marks=[pytest.mark.redis, pytest.mark.redis_cluster, pytest.mark.slow],
-        id="redis-cluster",
-    ),
 ]
 
 RedisFactory = Callable[..., RedisBackend]
@@ -263,15 +255,20 @@ def dedicated_redis_server(redis_tmp_dir: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def fake_redis_server() -> fakeredis.FakeServer:
     """One fakeredis server for the session; tests are isolated by key prefix."""
+    need_modules("fakeredis")
+    import fakeredis
+
     return fakeredis.FakeServer()
 
 
-# -- backend factories (named by conftest.BACKEND_PARAMS ids) ----------------------------------
+# -- backend factories (named by the ids of support.backends.BACKEND_PARAMS) --------------------
 
 
 @pytest.fixture
 def backend_factory_fakeredis(fake_redis_server: fakeredis.FakeServer) -> Iterator[RedisFactory]:
     """``make(**options)``: a RedisBackend over a fakeredis client, fresh prefix per call."""
+    import fakeredis
+
     clients: list[fakeredis.FakeRedis] = []
     backends: list[RedisBackend] = []
 

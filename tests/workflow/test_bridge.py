@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from support.examples import load_example
+from support.mcp import wait_until
 from taskstore import TaskStore
 from taskstore.mcp import Caller, McpServer
 from taskstore.workflow import (
@@ -15,8 +17,6 @@ from taskstore.workflow import (
     register_workflow,
 )
 from taskstore.workflow.progress import PAUSE_REASON, step_statuses
-from tests.e2e.test_workflow_client import _load_example
-from tests.mcp.support import wait_until
 
 ALICE = Caller(owner="alice")
 
@@ -33,7 +33,7 @@ def _rpc(server: McpServer, method: str, params: dict[str, Any]) -> dict[str, An
 @pytest.fixture
 def server(store: TaskStore) -> Any:
     """The data_pipeline example's server over every backend."""
-    made: McpServer = _load_example().build_server(store)
+    made: McpServer = load_example().build_server(store)
     yield made
     made.close()
 
