@@ -1,4 +1,5 @@
-"""Throughput of the in-memory ``TaskStore``, side by side with its floor and the mcp SDK.
+"""Throughput of the in-memory ``TaskStore``, side by side with its floor and the mcp SDK, and
+the wake-up latency of ``wait()``.
 
 One run measures, with the same settings:
 
@@ -12,42 +13,48 @@ One run measures, with the same settings:
   each thread on its own tasks, released together by a barrier);
 - ``list`` of a single owner holding all 1 k or 100 k tasks: first page, and a page from the
   middle reached through a cursor;
+- ``list(50)`` of an owner whose 50 tasks each hold a 300 KB result, next to one whose 50 tasks
+  hold none (DESIGN §5, "Reads don't drag results");
 - the floor: a plain ``dict`` lookup of the same stored record bytes plus
   ``taskstore.record.decode_record`` (the msgspec decode any ``get`` must do), with the same
   draws as ``get``;
 - the official ``mcp`` SDK's ``InMemoryTaskStore`` (``mcp<2``, the v1.x experimental tasks
-  runtime), driven through ``asyncio.run``, at 1 k and 10 k tasks with a one-hour TTL.
+  runtime), driven through one ``asyncio`` event loop, at 1 k and 10 k tasks with a one-hour
+  TTL;
+- ``wait()`` wake-up: a thread blocked in ``store.wait`` (30 s poll interval, so only the
+  store's wake-up can end it early), this thread completes the task; the time from just before
+  ``complete`` to ``wait`` returning, once per round.
 
-It then checks the targets of issue 2 and prints PASS or MISS for each: ``get`` within 3x of the
-floor; per-op cost at 100 k tasks within 1.3x of 1 k; N-thread aggregate throughput at least
-0.7x single-threaded; ``get`` at least 10x the mcp SDK's at 10 k tasks. It always exits 0: a
-benchmark reports, it does not gate.
+Targets (issue 2, DESIGN §5, issue 10), each printed with PASS or MISS computed from this run:
+``get`` within 3x of the floor; per-op cost at 100 k tasks within 1.3x of 1 k; N-thread
+aggregate throughput at least 0.7x single-threaded; ``get`` at least 10x the mcp SDK's at 10 k
+tasks; the 300 KB-result page within 1.5x of the plain one; ``wait()`` wake-up p100 < 100 ms.
+It always exits 0: a benchmark reports, it does not gate.
 
 Method: every sample comes from ``random.Random`` seeded with ``--seed`` (default 1234); the
 script re-executes itself with ``PYTHONHASHSEED=0`` (owners map to lock stripes by ``hash``)
-unless that variable is set. All stores are built first; then every measurement runs one
-warm-up round and ``--repeats`` timed rounds (default 5, 3 with ``--quick``), *interleaved*
-(round r of every measurement before round r + 1 of any), so load from other processes spreads
-over all figures instead of skewing one side of a ratio. Each figure is the best round
-(``--stat median`` for medians); ``±`` is the spread of the rounds (max - min over the figure).
-Measurements that a target compares run back to back in every round, and the target's ratio is
-the median of the per-round ratios.
+unless that variable is set. All stores are built first; then every measurement, the SDK's
+included, runs one warm-up round and ``--repeats`` timed rounds (default 5, 3 with ``--quick``)
+through ``_harness.run_rounds``: round r of every measurement before round r + 1 of any, the
+order reversed every other round, and measurements that a target compares placed next to each
+other, so both sides of every ratio run under the same load. Each throughput figure is the best
+round (``--stat median`` for medians); ``±`` is the spread of the rounds (max - min over the
+figure). Every ratio, in the tables and the targets, is the median of the per-round ratios.
 Timing uses ``time.perf_counter``; the populations are ``gc.freeze()``-d and ``gc.collect()``
 runs before each timed batch. Operations that use tasks up run in batches of at most half the
 tasks in play and keep the store's size: ``create`` first deletes the tasks whose owners it
 creates for, ``complete``'s tasks are replaced by fresh ones, both untimed between batches.
 
 The ``mcp`` package pulls in many dependencies, so it lives in a venv of its own, never in the
-project's environment::
+project's environment. When ``mcp`` is not importable, the script looks for it in the
+site-packages of ``--mcp-venv`` (default ``~/.cache/taskstore/mcp-client-venv``, the venv of
+the end-to-end client tests, same Python version) and appends that directory to ``sys.path``::
 
-    python -m venv --system-site-packages ~/.cache/taskstore/bench-venv
-    ~/.cache/taskstore/bench-venv/bin/pip install 'mcp>=1.24,<2'
-    ~/.cache/taskstore/bench-venv/bin/pip install -e . --no-deps
-    ~/.cache/taskstore/bench-venv/bin/python benchmarks/bench_memory.py          # ~1.5 min
-    ~/.cache/taskstore/bench-venv/bin/python benchmarks/bench_memory.py --quick  # ~15 s
+    .tox/all/bin/python benchmarks/bench_memory.py           # ~2 min
+    .tox/all/bin/python benchmarks/bench_memory.py --quick   # ~15 s
 
-Without ``mcp`` (e.g. ``python benchmarks/bench_memory.py`` in the project's environment) the
-SDK comparison prints ``mcp SDK: not installed, skipped`` and the rest runs unchanged.
+Without ``mcp`` anywhere the SDK comparison prints ``mcp SDK: not installed, skipped`` (its
+target: ``not measured``) and the rest runs unchanged.
 
 Populating the SDK's store through ``create_task`` costs O(n) per call (it sweeps every task for
 expiry): about 19 s for 10 k tasks. So the population is inserted the way ``create_task`` does
@@ -63,17 +70,33 @@ import gc
 import importlib
 import importlib.metadata
 import os
-import platform
 import random
+import shlex
 import statistics
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
+from _harness import (
+    COMMAND_ENV,
+    Latencies,
+    Ratio,
+    Target,
+    environment,
+    load_average,
+    progress,
+    ratio,
+    run_rounds,
+    summary_line,
+    table,
+    targets_table,
+    time_wakeup,
+)
 
 import taskstore
 from taskstore import TaskStatus, TaskStore
@@ -85,10 +108,12 @@ _T = TypeVar("_T")
 REQUEST: dict[str, Any] = {"name": "search", "arguments": {"query": "quarterly report", "top": 10}}
 #: What ``complete`` stores: a small ``CallToolResult``.
 RESULT: dict[str, Any] = {"content": [{"type": "text", "text": "42 documents found"}]}
+#: The large result of DESIGN §5's "Reads don't drag results" (300 KB of text).
+BIG_RESULT: dict[str, Any] = {"content": [{"type": "text", "text": "x" * 300_000}]}
 TTL_MS = 3_600_000
 PER_OWNER = 100
 PAGE = 50
-#: Stored tasks of the taskstore runs (threads and the hot view: see ``run_taskstore``).
+#: Stored tasks of the taskstore runs (threads and the hot view: see ``build_taskstore``).
 SIZES = (1_000, 10_000, 100_000)
 #: Owners whose tasks form the "hot" working set inside the 100 k store: 1 k tasks.
 HOT_OWNERS = 10
@@ -96,6 +121,8 @@ MCP_SIZES = (1_000, 10_000)
 OPS = ("create", "get", "update_status", "set_variables", "complete", "list")
 #: list(50) of a single owner holding every task: first page, and a page from the middle.
 _ONE_OWNER = ("list_one_owner_first", "list_one_owner_middle")
+#: list(50) of 50 tasks each holding a 300 KB result, and of 50 tasks holding none.
+_RESULTS = ("list_big_results", "list_no_results")
 # Operations per round (full run; --quick divides by 5), so that a round of one measurement
 # takes about 0.1 s on the 2-core machine of docs/benchmarks.md.
 TASKSTORE_OPS = {
@@ -113,6 +140,10 @@ MCP_OPS = {
     1_000: {"create": 500, "get": 500, "update_status": 4_000, "complete": 2_000, "list": 300},
     10_000: {"create": 50, "get": 50, "update_status": 4_000, "complete": 2_000, "list": 30},
 }
+#: The venv of the end-to-end client tests, where ``mcp<2`` lives.
+MCP_VENV = Path.home() / ".cache" / "taskstore" / "mcp-client-venv"
+#: Target of ``wait()`` wake-up latency, seconds (p100 over the rounds).
+WAKE_LIMIT_S = 0.100
 
 TaskKey = tuple[str, str]  # (task_id, owner)
 
@@ -131,7 +162,6 @@ class Stats(NamedTuple):
     low: float
     median: float
     high: float
-    ops: int
     samples: tuple[float, ...]  # per round, in round order
 
     @property
@@ -183,6 +213,8 @@ class ABatch:
 #: One round of one measurement, as timed batches (set up lazily, right before each is timed).
 Bench = Callable[[], Iterator[Batch]]
 ABench = Callable[[], AsyncIterator[ABatch]]
+#: One round of one measurement, returning its seconds per operation (for ``run_rounds``).
+Round = Callable[[], float]
 
 
 def _run_parallel(jobs: Sequence[Callable[[], None]]) -> float:
@@ -217,55 +249,43 @@ def _run_parallel(jobs: Sequence[Callable[[], None]]) -> float:
     return max(ends) - min(starts)
 
 
-def _stats(samples: list[float], ops: int, stat: str) -> Stats:
+def _round(bench: Bench) -> Round:
+    """One round of ``bench``: its batches, timed; seconds per operation."""
+
+    def run() -> float:
+        elapsed, ops = 0.0, 0
+        for batch in bench():
+            elapsed += _run_parallel(batch.jobs)
+            ops += batch.ops
+            if batch.after is not None:
+                batch.after()
+        return elapsed / ops
+
+    return run
+
+
+def _async_round(loop: asyncio.AbstractEventLoop, bench: ABench) -> Round:
+    """:func:`_round` for the SDK's coroutines, on ``loop`` (one loop for every round)."""
+
+    async def batches() -> float:
+        elapsed, ops = 0.0, 0
+        async for batch in bench():
+            gc.collect()
+            elapsed += await batch.run()
+            ops += batch.ops
+            if batch.after is not None:
+                await batch.after()
+        return elapsed / ops
+
+    def run() -> float:
+        return loop.run_until_complete(batches())
+
+    return run
+
+
+def _stats(samples: Sequence[float], stat: str) -> Stats:
     low, median, high = min(samples), statistics.median(samples), max(samples)
-    return Stats(low if stat == "best" else median, low, median, high, ops, tuple(samples))
-
-
-def measure(
-    benches: dict[Key, Bench], repeats: int, stat: str, log: Callable[[str], None]
-) -> Results:
-    """Time every bench for one warm-up round and ``repeats`` rounds, interleaved.
-
-    Round *r* of every bench runs before round *r + 1* of any, in the order of ``benches``, so
-    a burst of load from another process on the machine lands on many measurements a little
-    instead of on one a lot, and measurements that are compared (placed next to each other)
-    share the same conditions round by round: see :func:`_paired_ratio`.
-    """
-    samples: dict[Key, list[float]] = {key: [] for key in benches}
-    ops: dict[Key, int] = {}
-    for round_ in range(repeats + 1):
-        for key, bench in benches.items():
-            elapsed = 0.0
-            ops[key] = 0
-            for batch in bench():
-                elapsed += _run_parallel(batch.jobs)
-                ops[key] += batch.ops
-                if batch.after is not None:
-                    batch.after()
-            if round_:  # round 0 warms up
-                samples[key].append(elapsed / ops[key])
-        log(f"round {round_}/{repeats} done" + (" (warm-up)" if not round_ else ""))
-    return {key: _stats(samples[key], ops[key], stat) for key in benches}
-
-
-async def measure_async(benches: dict[Key, ABench], repeats: int, stat: str) -> Results:
-    """:func:`measure` for coroutines, on the running event loop."""
-    samples: dict[Key, list[float]] = {key: [] for key in benches}
-    ops: dict[Key, int] = {}
-    for round_ in range(repeats + 1):
-        for key, bench in benches.items():
-            elapsed = 0.0
-            ops[key] = 0
-            async for batch in bench():
-                gc.collect()
-                elapsed += await batch.run()
-                ops[key] += batch.ops
-                if batch.after is not None:
-                    await batch.after()
-            if round_:
-                samples[key].append(elapsed / ops[key])
-    return {key: _stats(samples[key], ops[key], stat) for key in benches}
+    return Stats(low if stat == "best" else median, low, median, high, tuple(samples))
 
 
 def _split(items: Sequence[_T], parts: int) -> list[Sequence[_T]]:
@@ -526,13 +546,31 @@ _BENCHES: dict[str, Callable[[View, int, int], Bench]] = {
 }
 
 
-def run_taskstore(settings: Settings, log: Callable[[str], None]) -> Results:
-    """Measure the memory store: every operation at 1 k / 10 k / 100 k tasks, threads, lists."""
+
+def _bench_list_owner(store: TaskStore, owner: str, ops: int) -> Bench:
+    """``list(50)`` of one owner's first page, ``ops`` times."""
+    list_ = store.list
+
+    def run() -> None:
+        for _ in range(ops):
+            list_(owner, limit=PAGE)
+
+    def bench() -> Iterator[Batch]:
+        yield Batch([run], ops)
+
+    return bench
+
+
+def build_taskstore(
+    settings: Settings, log: Callable[[str], None]
+) -> tuple[dict[Key, Round], list[TaskStore]]:
+    """The memory store's measurements: every operation at 1 k / 10 k / 100 k tasks, threads,
+    lists of one big owner, and the 300 KB-result page; with the stores to close."""
     benches: dict[Key, Bench] = {}
-    pops: list[Population] = []
+    stores: list[TaskStore] = []
     for size in SIZES:
         pop = Population.build(size, PER_OWNER, settings.seed)
-        pops.append(pop)
+        stores.append(pop.store)
         log(f"taskstore: {size:,} tasks, {len(pop.owners):,} owners")
         views = [pop.view()] + ([pop.view(HOT_OWNERS)] if size > HOT_OWNERS * PER_OWNER else [])
         thread_counts = (1, settings.threads) if size == SIZES[0] else (1,)
@@ -545,30 +583,24 @@ def run_taskstore(settings: Settings, log: Callable[[str], None]) -> Results:
                     benches[Key("taskstore", case, size, threads, view.name)] = bench
     for size in (SIZES[0], SIZES[-1]):
         pop = Population.build(size, size, settings.seed)
-        pops.append(pop)
+        stores.append(pop.store)
         log(f"taskstore: one owner with {size:,} tasks")
         ops = settings.scaled(TASKSTORE_OPS["list_big"])
         for middle in (False, True):
             case = "list_one_owner_middle" if middle else "list_one_owner_first"
             benches[Key("taskstore", case, size)] = _bench_list_big(pop, ops, middle=middle)
-    # Measurements that targets compare run back to back (see _paired_ratio): group them.
-    order = [*OPS, *_ONE_OWNER]
-    benches = dict(
-        sorted(
-            benches.items(),
-            key=lambda item: order.index("get" if item[0].impl == "floor" else item[0].case),
-        )
-    )
-    # Freeze the populations out of the collector's reach: the gc.collect() before each batch
-    # then costs milliseconds, not a walk over 200 k stored objects.
-    gc.collect()
-    gc.freeze()
-    log(f"taskstore: {len(benches)} measurements, 1 + {settings.repeats} interleaved rounds")
-    results = measure(benches, settings.repeats, settings.stat, log)
-    gc.unfreeze()
-    for pop in pops:
-        pop.store.close()
-    return results
+    # DESIGN §5: 50 tasks each holding a 300 KB result list about as fast as 50 without.
+    store = taskstore.open("memory://", max_tasks_per_owner=None)
+    stores.append(store)
+    for _ in range(PAGE):
+        store.create("plain", request=REQUEST)
+        heavy = store.create("heavy", request=REQUEST)
+        store.complete(heavy.task_id, "heavy", BIG_RESULT)
+    ops = settings.scaled(TASKSTORE_OPS["list_big"])
+    benches[Key("taskstore", "list_big_results", PAGE)] = _bench_list_owner(store, "heavy", ops)
+    benches[Key("taskstore", "list_no_results", PAGE)] = _bench_list_owner(store, "plain", ops)
+    log(f"taskstore: {PAGE} tasks with 300 KB results, {PAGE} without")
+    return {key: _round(bench) for key, bench in benches.items()}, stores
 
 
 # -- the mcp SDK side --------------------------------------------------------------------------
@@ -586,8 +618,25 @@ class McpSdk:
     helpers: Any
 
 
-def load_mcp() -> McpSdk | None:
-    """Find ``InMemoryTaskStore`` in the installed ``mcp`` (``None`` when absent)."""
+def load_mcp(venv: Path | None) -> McpSdk | None:
+    """Find ``InMemoryTaskStore`` in the importable ``mcp``, else in the site-packages of
+    ``venv`` (appended to ``sys.path``: same Python version only); ``None`` when absent."""
+    sdk = _find_mcp()
+    if sdk is not None or venv is None:
+        return sdk
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    if not (site / "mcp").is_dir():
+        return None
+    sys.path.append(str(site))
+    importlib.invalidate_caches()
+    sdk = _find_mcp()
+    if sdk is not None:
+        sdk.where += f", imported from {site}"
+    return sdk
+
+
+def _find_mcp() -> McpSdk | None:
+    """Find ``InMemoryTaskStore`` in the importable ``mcp`` (``None`` when absent)."""
     for name in (
         "mcp.shared.experimental.tasks.in_memory_task_store",
         "mcp.shared.experimental.tasks",
@@ -759,12 +808,16 @@ def _mcp_bench(pop: McpPopulation, case: str, ops: int) -> ABench | None:
     return cases.get(case)
 
 
-async def run_mcp(sdk: McpSdk, settings: Settings, log: Callable[[str], None]) -> Results:
-    """Measure the SDK store at 1 k and 10 k tasks on one event loop (``asyncio.run``)."""
-    benches: dict[Key, ABench] = {}
+
+
+def build_mcp(
+    sdk: McpSdk, settings: Settings, loop: asyncio.AbstractEventLoop, log: Callable[[str], None]
+) -> tuple[dict[Key, Round], list[McpPopulation]]:
+    """The SDK store's measurements at 1 k and 10 k tasks, run on ``loop``."""
+    rounds: dict[Key, Round] = {}
     pops: list[McpPopulation] = []
     for size in MCP_SIZES:
-        pop = await McpPopulation.build(sdk, size, settings.seed)
+        pop = loop.run_until_complete(McpPopulation.build(sdk, size, settings.seed))
         pops.append(pop)
         how = "inserted directly" if pop.fast_insert else "through create_task"
         log(f"mcp SDK: {size:,} tasks ({how})")
@@ -772,12 +825,69 @@ async def run_mcp(sdk: McpSdk, settings: Settings, log: Callable[[str], None]) -
             ops = settings.scaled(MCP_OPS[size].get(case, 0), minimum=20)
             bench = _mcp_bench(pop, case, ops)
             if bench is not None:
-                benches[Key("mcp", case, size)] = bench
-    log(f"mcp SDK: {len(benches)} measurements, 1 + {settings.repeats} interleaved rounds")
-    results = await measure_async(benches, settings.repeats, settings.stat)
-    for pop in pops:
-        pop.store.cleanup()
-    return results
+                rounds[Key("mcp", case, size)] = _async_round(loop, bench)
+    return rounds, pops
+
+
+def _group(key: Key) -> tuple[int, int]:
+    """Sort key that puts what a target compares side by side: by operation, then size (so
+    get 10k of taskstore, of its floor and of the SDK run one after the other)."""
+    order = [*OPS, *_ONE_OWNER, *_RESULTS]
+    case = "get" if key.impl == "floor" else key.case
+    return order.index(case), key.size
+
+
+def measure(
+    settings: Settings, sdk: McpSdk | None, log: Callable[[str], None]
+) -> Results:
+    """Build every store, then run all measurements (taskstore, floor, SDK) in interleaved
+    rounds; the figures per measurement."""
+    rounds, stores = build_taskstore(settings, log)
+    loop = asyncio.new_event_loop()
+    pops: list[McpPopulation] = []
+    try:
+        if sdk is not None:
+            sdk_rounds, pops = build_mcp(sdk, settings, loop, log)
+            rounds.update(sdk_rounds)
+        ordered = dict(sorted(rounds.items(), key=lambda item: _group(item[0])))
+        # Freeze the populations out of the collector's reach: the gc.collect() before each
+        # batch then costs milliseconds, not a walk over 200 k stored objects.
+        gc.collect()
+        gc.freeze()
+        log(f"{len(ordered)} measurements, 1 + {settings.repeats} interleaved rounds")
+        samples = run_rounds(ordered, settings.repeats, log=log)
+        gc.unfreeze()
+    finally:
+        for pop in pops:
+            pop.store.cleanup()
+        loop.close()
+        for store in stores:
+            store.close()
+    return {key: _stats(values, settings.stat) for key, values in samples.items()}
+
+
+# -- wait() wake-up ----------------------------------------------------------------------------
+
+
+def measure_wakeups(rounds: int) -> Latencies:
+    """``wait()`` in a thread (30 s poll interval), ``complete`` here: seconds from just before
+    ``complete`` to ``wait`` returning, per round (after one warm-up round)."""
+    store = taskstore.open("memory://", poll_interval_ms=30_000, max_tasks_per_owner=None)
+    latencies: list[float] = []
+    try:
+        for round_index in range(rounds + 1):
+            task_id = store.create("waiter").task_id
+            latency, record = time_wakeup(
+                lambda: store.wait(task_id, "waiter", timeout=20),  # noqa: B023 - joined here
+                lambda: store.complete(task_id, "waiter", RESULT),  # noqa: B023
+            )
+            if getattr(record, "status", None) is not TaskStatus.COMPLETED:
+                raise RuntimeError(f"wait() returned {record!r}, not the completed task")
+            if round_index:
+                latencies.append(latency)
+    finally:
+        store.close()
+    return Latencies("memory: wait() in a thread, complete() here", tuple(latencies))
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -793,6 +903,7 @@ class Settings:
     threads: int
     mcp: bool
     stat: str  # "best" or "median"
+    wake_rounds: int
 
     def describe(self) -> str:
         """How each figure was obtained, for the table titles."""
@@ -811,22 +922,9 @@ _LABELS = {
     "floor": "floor (get)",
     "list_one_owner_first": f"list({PAGE}), one owner, 1st page",
     "list_one_owner_middle": f"list({PAGE}), one owner, mid page",
+    "list_big_results": f"list({PAGE}), each task with a 300 KB result",
+    "list_no_results": f"list({PAGE}), no results",
 }
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table, aligned for the terminal too (first column left, the rest right)."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [
-            cells[0].ljust(widths[0]),
-            *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)),
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "| " + " | ".join(["-" * widths[0], *("-" * (w - 1) + ":" for w in widths[1:])]) + " |"
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
 
 
 def _rate(stats: Stats | None) -> str:
@@ -837,65 +935,33 @@ def _us(stats: Stats | None) -> str:
     return "n/a" if stats is None else f"{stats.cost * 1e6:,.1f}"
 
 
-def _times(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
+def _paired(a: Stats | None, b: Stats | None) -> Ratio | None:
+    """Median over the rounds of ``a``'s per-op cost over ``b``'s in the same round."""
+    return None if a is None or b is None else ratio(a.samples, b.samples)
 
 
-def _cost_ratio(a: Stats | None, b: Stats | None) -> float | None:
-    """Per-op cost of ``a`` over that of ``b`` (equivalently: throughput of ``b`` over ``a``)."""
-    return None if a is None or b is None else a.cost / b.cost
-
-
-def _paired_ratio(a: Stats | None, b: Stats | None) -> float | None:
-    """Median over the rounds of ``a``'s per-op cost over ``b``'s in the same round.
-
-    ``a`` and ``b`` ran back to back in every round, so each round's ratio compares them under
-    the same load; the median of those ratios is far steadier on a shared machine than a ratio
-    of two independently chosen figures.
-    """
-    if a is None or b is None:
-        return None
-    if len(a.samples) != len(b.samples):
-        return _cost_ratio(a, b)
-    return statistics.median(x / y for x, y in zip(a.samples, b.samples, strict=True))
-
-
-def _load() -> str:
-    """The 1/5/15-minute load averages: other processes on the machine add noise."""
-    try:
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
+def _times(value: Ratio | None) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _versions(sdk: McpSdk | None) -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for text in info:
-                if text.startswith("model name"):
-                    cpu = text.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     return [
-        f"Python {platform.python_version()} ({platform.python_implementation()}, "
-        f"GIL {'on' if gil else 'off'}, switch interval {sys.getswitchinterval() * 1000:g} ms)",
-        f"msgspec {msgspec.__version__}, taskstore {taskstore.__version__}",
+        f"GIL {'on' if gil else 'off'}, switch interval {sys.getswitchinterval() * 1000:g} ms; "
+        f"msgspec {msgspec.__version__}",
         (
             f"mcp {sdk.version} ({sdk.where}), pydantic {importlib.metadata.version('pydantic')}"
             if sdk is not None
             else "mcp SDK: not installed, skipped"
         ),
-        f"{platform.system()} {platform.release()} {platform.machine()}, {cpu}, "
-        f"{os.cpu_count()} logical CPUs",
         f"PYTHONHASHSEED={os.environ.get('PYTHONHASHSEED')}",
     ]
 
 
-def report(results: Results, settings: Settings, sdk: McpSdk | None) -> str:
-    """The tables and the target checks, as Markdown."""
+def report(
+    results: Results, wake: Latencies, settings: Settings, sdk: McpSdk | None
+) -> tuple[str, list[Target]]:
+    """The tables and the targets (as Markdown), and the targets themselves."""
     t = settings.threads
     small, large = SIZES[0], SIZES[-1]
 
@@ -904,11 +970,8 @@ def report(results: Results, settings: Settings, sdk: McpSdk | None) -> str:
             return results.get(Key("floor", "get", size, 1, access))
         return results.get(Key("taskstore", case, size, threads, access))
 
-    def scaling(case: str, access: str = "all") -> float | None:
-        return _paired_ratio(ours(case, large, access=access), ours(case, small))
-
-    def parallel(case: str) -> float | None:
-        return _paired_ratio(ours(case, small), ours(case, small, t))
+    def mcp(case: str, size: int) -> Stats | None:
+        return results.get(Key("mcp", case, size))
 
     out = [
         f"### taskstore memory:// — ops/s ({settings.describe()}; ± = spread of the rounds)",
@@ -929,8 +992,11 @@ def report(results: Results, settings: Settings, sdk: McpSdk | None) -> str:
                 _us(ours(case, large)),
             ]
         )
+    for case in _RESULTS:
+        stats = ours(case, PAGE)
+        rows.append([_LABELS[case], _rate(stats), "", "", "", "", _us(stats), ""])
     header = ["operation", "1k", f"1k, {t} threads", "10k", "100k", "100k, hot 1k"]
-    out.append(_table([*header, "µs/op 1k", "µs/op 100k"], rows))
+    out.append(table([*header, "µs/op 1k", "µs/op 100k"], rows))
     out.append(
         f"\n{PER_OWNER} tasks per owner (1k = {small // PER_OWNER} owners, 100k = "
         f"{large // PER_OWNER:,}); one thread unless stated; the {t}-thread figure is the "
@@ -939,7 +1005,8 @@ def report(results: Results, settings: Settings, sdk: McpSdk | None) -> str:
         f"{HOT_OWNERS} owners of the 100k store, the same working set as the 1k store. "
         '"one owner": a single owner holding all 1k or 100k tasks, first page and a page '
         "from the middle (through a cursor). floor = a dict lookup of the same stored bytes "
-        "+ taskstore.record.decode_record."
+        f"+ taskstore.record.decode_record. The two last rows: one owner's {PAGE} tasks, each "
+        "completed with a 300 KB result or holding none (a store of their own)."
     )
 
     out += ["", "### mcp SDK InMemoryTaskStore (asyncio, TTL 1 h) vs taskstore — ops/s", ""]
@@ -949,65 +1016,84 @@ def report(results: Results, settings: Settings, sdk: McpSdk | None) -> str:
         rows = [
             [
                 _LABELS.get(case, case),
-                _rate(results.get(Key("mcp", case, 1_000))),
-                _rate(results.get(Key("mcp", case, 10_000))),
+                _rate(mcp(case, 1_000)),
+                _rate(mcp(case, 10_000)),
                 _rate(ours(case, 1_000)),
                 _rate(ours(case, 10_000)),
-                _times(_cost_ratio(results.get(Key("mcp", case, 1_000)), ours(case, 1_000))),
-                _times(_cost_ratio(results.get(Key("mcp", case, 10_000)), ours(case, 10_000))),
+                _times(_paired(mcp(case, 1_000), ours(case, 1_000))),
+                _times(_paired(mcp(case, 10_000), ours(case, 10_000))),
             ]
             for case in OPS
         ]
         header = ["operation", "mcp 1k", "mcp 10k", "taskstore 1k", "taskstore 10k"]
-        out.append(_table([*header, "taskstore / mcp, 1k", "taskstore / mcp, 10k"], rows))
+        out.append(table([*header, "taskstore / mcp, 1k", "taskstore / mcp, 10k"], rows))
         out.append(
             "\nThe SDK store has no owners and no variables (set_variables: no counterpart); "
             "complete = store_result + update_task(completed), as its TaskContext.complete "
-            f"does; list = list_tasks() first page, page size {PAGE}, over all tasks."
+            f"does; list = list_tasks() first page, page size {PAGE}, over all tasks. "
+            "taskstore / mcp = median over the rounds of the SDK's per-op cost over "
+            "taskstore's in the same round (the two ran one after the other)."
         )
 
-    out += [
-        "",
-        "### Targets (issue 2)",
-        "",
-        "Each ratio is the median, over the rounds, of the two measurements' ratio in the same "
-        "round (they run back to back), so it compares them under the same load.",
-        "",
-    ]
-    rows = []
+    out += ["", "### wait() wake-up latency", ""]
+    out.append(table(Latencies.HEADER, [wake.row()]))
+    out.append(
+        "\nA thread blocks in store.wait() (poll interval 30 s, so only the wake-up can end "
+        "it early); 50 ms later this thread completes the task. Latency: from just before "
+        "complete() to wait() returning. p100 = the slowest round."
+    )
 
-    def check(name: str, value: float | None, limit: float | None, at_most: bool = True) -> None:
-        if limit is None:
-            rows.append([name, _times(value), "reference", ""])
-            return
-        if value is None:
-            verdict = "n/a"
-        else:
-            verdict = "PASS" if (value <= limit if at_most else value >= limit) else "MISS"
-        rows.append([name, _times(value), f"{'≤' if at_most else '≥'} {limit:.2f}x", verdict])
-
+    targets: list[Target] = []
     for size, access in ((small, "all"), (large, "all"), (large, "hot")):
-        value = _paired_ratio(ours("get", size, access=access), ours("floor", size, access=access))
         where = f"{size // 1000}k" + (", hot 1k" if access == "hot" else "")
-        check(f"get cost / floor cost, {where}", value, 3.0)
+        value = _paired(ours("get", size, access=access), ours("floor", size, access=access))
+        targets.append(Target(f"get cost / floor cost, {where}", value, "<=", 3.0))
+    references: list[str] = []
     for access in ("all", "hot"):
         where = "100k" if access == "all" else "100k hot 1k"
         for case in OPS:
-            check(f"{_LABELS.get(case, case)}: cost {where} / 1k", scaling(case, access), 1.3)
-        check(f"floor: cost {where} / 1k", scaling("floor", access), None)
+            value = _paired(ours(case, large, access=access), ours(case, small))
+            name = f"{_LABELS.get(case, case)}: cost {where} / 1k"
+            targets.append(Target(name, value, "<=", 1.3))
+        floor = _paired(ours("floor", large, access=access), ours("floor", small))
+        per_round = f", per round {floor.range}" if floor is not None else ""
+        references.append(f"floor (get): cost {where} / 1k = {_times(floor)}{per_round}")
     for case in _ONE_OWNER:
-        check(f"{_LABELS[case]}: cost 100k / 1k", scaling(case), 1.3)
+        value = _paired(ours(case, large), ours(case, small))
+        targets.append(Target(f"{_LABELS[case]}: cost 100k / 1k", value, "<=", 1.3))
     for case in OPS:
-        check(f"{_LABELS.get(case, case)}: ops/s {t} threads / 1", parallel(case), 0.7, False)
-    value = _cost_ratio(results.get(Key("mcp", "get", 10_000)), ours("get", 10_000))
-    check("get ops/s, taskstore / mcp SDK, 10k", value, 10.0, False)
-    out.append(_table(["target", "measured", "limit", "result"], rows))
-    verdicts = [row[3] for row in rows]
-    out.append(
-        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('MISS')} MISS"
-        + (f", {verdicts.count('n/a')} n/a" if "n/a" in verdicts else "")
+        value = _paired(ours(case, small), ours(case, small, t))
+        name = f"{_LABELS.get(case, case)}: ops/s {t} threads / 1"
+        targets.append(Target(name, value, ">=", 0.7))
+    value = _paired(mcp("get", 10_000), ours("get", 10_000)) if sdk is not None else None
+    targets.append(Target("get ops/s, taskstore / mcp SDK, 10k", value, ">=", 10.0))
+    value = _paired(ours("list_big_results", PAGE), ours("list_no_results", PAGE))
+    targets.append(
+        Target(f"list({PAGE}) cost, 300 KB results / none (DESIGN §5)", value, "<=", 1.5)
     )
-    return "\n".join(out)
+    targets.append(
+        Target(
+            f"wait() wake-up, memory, p100 of {len(wake.samples)} rounds",
+            wake.ms(100),
+            "<",
+            WAKE_LIMIT_S * 1000,
+            unit="ms",
+        )
+    )
+    out += [
+        "",
+        "### Targets",
+        "",
+        "PASS: the target was met in this run; MISS: it was not. Each ratio is the median, "
+        "over the rounds, of the two measurements' ratio in the same round (run one after the "
+        "other, the order alternating), so it compares them under the same load; the range "
+        "next to it is the smallest and largest per-round ratio.",
+        "",
+        targets_table(targets),
+        "",
+        "Reference ratios (no target): " + "; ".join(references) + ".",
+    ]
+    return "\n".join(out), targets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1018,6 +1104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed repeats per measurement (5; quick 3)")
     parser.add_argument("--threads", type=int, default=8, help="threads of the parallel runs (8)")
     parser.add_argument("--no-mcp", action="store_true", help="skip the mcp SDK comparison")
+    parser.add_argument(
+        "--mcp-venv",
+        type=Path,
+        default=MCP_VENV,
+        help=f"a venv holding mcp<2, used when mcp is not importable ({MCP_VENV})",
+    )
     parser.add_argument(
         "--stat",
         choices=("best", "median"),
@@ -1033,35 +1125,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=max(1, args.threads),
         mcp=not args.no_mcp,
         stat=args.stat,
+        wake_rounds=20 if args.quick else 50,
     )
-    sdk = load_mcp() if settings.mcp else None
+    sdk = load_mcp(args.mcp_venv) if settings.mcp else None
     started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"  [{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+    log = progress(started)
 
     print("# taskstore benchmark: in-memory store" + (" (--quick)" if settings.quick else ""))
     print()
-    for text in _versions(sdk):
+    for text in environment(*_versions(sdk)):
         print(f"- {text}")
-    print(f"- command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(f"- seed {settings.seed}; each figure: {settings.describe()}")
-    print(f"- load average at start: {_load()}")
     print(flush=True)
 
-    results = run_taskstore(settings, log)
-    if sdk is not None:
-        results.update(asyncio.run(run_mcp(sdk, settings, log)))
-    elif settings.mcp:
+    results = measure(settings, sdk, log)
+    if sdk is None and settings.mcp:
         log("mcp SDK: not installed, skipped")
-    print(report(results, settings, sdk if settings.mcp else None))
-    print(f"\n(total {time.perf_counter() - started:.0f} s; load average at end: {_load()})")
+    log(f"wait() wake-up: {settings.wake_rounds} rounds")
+    wake = measure_wakeups(settings.wake_rounds)
+    text, targets = report(results, wake, settings, sdk)
+    print(text)
+    print(f"\n(total {time.perf_counter() - started:.0f} s; load average at end: {load_average()})")
+    print()
+    print(summary_line(targets))
     return 0
 
 
 if __name__ == "__main__":
     if "PYTHONHASHSEED" not in os.environ:
-        # Owners are spread over lock stripes by hash(): fix it so runs are comparable.
+        # Owners are spread over lock stripes by hash(): fix it so runs are comparable. The
+        # command as typed is kept for the report (the re-executed one names the interpreter).
         os.environ["PYTHONHASHSEED"] = "0"
+        os.environ.setdefault(COMMAND_ENV, shlex.join(getattr(sys, "orig_argv", sys.argv)))
         os.execv(sys.executable, [sys.executable, *sys.argv])
     sys.exit(main())
