@@ -51,12 +51,15 @@ from taskstore.security import SecurityConfig, is_anonymous
 from taskstore.states import TaskStatus, validate_transition
 from taskstore.types import Task
 
-__all__ = ["StatusCallback", "TaskPage", "TaskStore"]
+__all__ = ["RecordCallback", "StatusCallback", "TaskPage", "TaskStore"]
 
 _log = logging.getLogger("taskstore.store")
 
 #: Receives the flat wire dict of a task whose status just changed.
+#: ``subscribe`` callbacks get the changed task as the flat 2025-11-25 wire dict.
 StatusCallback = Callable[[dict[str, Any]], None]
+#: ``watch`` callbacks get the changed task's record (without variables, request or outcome).
+RecordCallback = Callable[[TaskRecord], None]
 
 # Results may legitimately be deep; the cap only keeps a hostile value from exhausting the stack.
 _RESULT_MAX_DEPTH = 256
@@ -73,8 +76,11 @@ class TaskPage(NamedTuple):
 
 
 class _Event(msgspec.Struct, frozen=True):
+    """A status change as it travels through the backend (also to other processes): the
+    record's head, era-neutral; each subscriber's protocol layer projects it."""
+
     owner: str
-    task: dict[str, Any]
+    record: TaskRecord
 
 
 class _Change(NamedTuple):
@@ -117,8 +123,26 @@ def _new_task_id() -> str:
     return str(uuid.UUID(bytes=state["batch"][offset : offset + 16], version=4))
 
 
+def _key_text(value: object, name: str) -> str:
+    """``value`` if it can be part of a record key on every backend, else InvalidParamsError.
+
+    The one rule for keys, checked before any backend call: a string that encodes as UTF-8.
+    Lone surrogates (``"\\ud800"``, which JSON and some decoders let through) have no UTF-8 form;
+    every backend would fail on them differently, so the store refuses them up front.
+    """
+    if not isinstance(value, str):
+        raise InvalidParamsError(f"{name} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParamsError(
+            f"{name} must be valid Unicode text (no lone surrogates)"
+        ) from None
+    return value
+
+
 def _owner_tag(owner: str) -> str:
-    return hashlib.blake2b(owner.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return hashlib.blake2b(owner.encode("utf-8"), digest_size=8).hexdigest()
 
 
 class TaskStore:
@@ -147,7 +171,8 @@ class TaskStore:
         self.config = config if config is not None else StoreConfig()
         self.security = security if security is not None else SecurityConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._subscribers: list[tuple[StatusCallback, str | None]] = []
+        # (callback as registered, owner filter, what to call with the changed record)
+        self._subscribers: list[tuple[Callable[..., Any], str | None, RecordCallback]] = []
         self._subscribers_lock = threading.Lock()
         self._remove_listener: Callable[[], None] | None = None
         backend_variables = getattr(backend, "max_variable_bytes", None)
@@ -510,33 +535,46 @@ class TaskStore:
 
     # -- events --------------------------------------------------------------------------
 
+    def watch(self, callback: RecordCallback, *, owner: str | None = None) -> Callable[[], None]:
+        """Call ``callback(record)`` after every status change (of ``owner``'s tasks only,
+        when given); return a function that unsubscribes.
+
+        The record is the task after the change, without its variables, request or outcome
+        (events stay small; read the task for more). Changes made by other processes sharing
+        the storage are delivered too where the backend carries events across processes
+        (Redis). Callbacks run on the writer's or the backend's listener thread; one that raises
+        is logged and never breaks the store.
+        """
+        return self._add_subscriber(callback, owner, callback)
+
     def subscribe(
         self, callback: StatusCallback, *, owner: str | None = None
     ) -> Callable[[], None]:
-        """Call ``callback(task_wire_dict)`` after every status change (of ``owner``'s tasks
-        only, when given); return a function that unsubscribes.
+        """Like :meth:`watch`, but ``callback`` gets the flat MCP 2025-11-25 wire dict of the
+        task (``record.to_wire()``), as DESIGN §5's status events."""
+        return self._add_subscriber(callback, owner, lambda record: callback(record.to_wire()))
 
-        Changes made by other processes sharing the storage are delivered too where the backend
-        carries events across processes (Redis). Callbacks run on the writer's or the backend's
-        listener thread; one that raises is logged and never breaks the store.
-        """
+    def unsubscribe(self, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` (every subscription of it, through :meth:`subscribe` or
+        :meth:`watch`); unknown callbacks are ignored."""
         with self._subscribers_lock:
-            self._subscribers.append((callback, owner))
+            self._subscribers = [entry for entry in self._subscribers if entry[0] is not callback]
+            if not self._subscribers and self._remove_listener is not None:
+                self._remove_listener()
+                self._remove_listener = None
+
+    def _add_subscriber(
+        self, key: Callable[..., Any], owner: str | None, deliver: RecordCallback
+    ) -> Callable[[], None]:
+        with self._subscribers_lock:
+            self._subscribers.append((key, owner, deliver))
             if self._remove_listener is None:
                 self._remove_listener = self.backend.add_listener(self._dispatch)
 
         def unsubscribe() -> None:
-            self.unsubscribe(callback)
+            self.unsubscribe(key)
 
         return unsubscribe
-
-    def unsubscribe(self, callback: StatusCallback) -> None:
-        """Stop calling ``callback`` (every subscription of it); unknown callbacks are ignored."""
-        with self._subscribers_lock:
-            self._subscribers = [(cb, o) for cb, o in self._subscribers if cb is not callback]
-            if not self._subscribers and self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
 
     def close(self) -> None:
         """Unsubscribe everything and close the backend."""
@@ -553,26 +591,22 @@ class TaskStore:
         except (msgspec.ValidationError, msgspec.DecodeError):
             _log.warning("ignoring a malformed task event")
             return
-        for callback, owner in self._subscribers:
+        for callback, owner, deliver in self._subscribers:
             if owner is not None and owner != event.owner:
                 continue
             try:
-                callback(event.task)
+                deliver(event.record)
             except Exception:  # noqa: BLE001 - a subscriber's bug must not break the writer
                 _log.exception("task status subscriber %r failed", callback)
 
     # -- internals -----------------------------------------------------------------------
 
     @staticmethod
-    def _check_owner(owner: object) -> None:
-        if not isinstance(owner, str):
-            raise InvalidParamsError("owner must be a string")
+    def _check_owner(owner: object) -> str:
+        return _key_text(owner, "owner")
 
     def _key(self, task_id: object, owner: object) -> RecordKey:
-        self._check_owner(owner)
-        if not isinstance(task_id, str):
-            raise InvalidParamsError("taskId must be a string")
-        return (owner, task_id)  # type: ignore[return-value]
+        return (_key_text(owner, "owner"), _key_text(task_id, "taskId"))
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
@@ -654,8 +688,12 @@ class TaskStore:
             raise TaskNotFoundError(key[1]) from None
         return self._decode(stored.data, stored.version, key[0], key[1]), now
 
-    def _event(self, record: TaskRecord) -> bytes:
-        return _event_encoder.encode(_Event(owner=record.owner, task=record.to_wire()))
+    @staticmethod
+    def _event(record: TaskRecord, version: int) -> bytes:
+        head = msgspec.structs.replace(
+            record, variables={}, request=None, outcome=None, version=version
+        )
+        return _event_encoder.encode(_Event(owner=record.owner, record=head))
 
     def _mutate(
         self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
@@ -676,7 +714,11 @@ class TaskStore:
                     encode_record(change.record),
                     record.version,
                     outcome=None if change.outcome is None else encode_outcome(change.outcome),
-                    event=self._event(change.record) if change.status_changed else None,
+                    event=(
+                        self._event(change.record, record.version + 1)
+                        if change.status_changed
+                        else None
+                    ),
                     now_ms=now,
                 )
             except VersionConflict as conflict:
