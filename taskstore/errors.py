@@ -41,11 +41,6 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "PARSE_ERROR",
     "AnonymousAccessError",
     "AuthenticationError",
     "BackendError",
@@ -70,8 +65,8 @@ __all__ = [
     "VersionConflict",
 ]
 
-#: JSON-RPC 2.0 error codes (the only place they are defined; ``taskstore.mcp.jsonrpc``
-#: re-exports them).
+#: JSON-RPC 2.0 error codes: the only place they are defined (``taskstore.mcp.jsonrpc``
+#: re-exports them; ``__all__`` here lists the exception classes only).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -164,6 +159,14 @@ class NotReadyError(TaskStoreError):
 
     code = INVALID_PARAMS
 
+    @classmethod
+    def of_task(cls, task_id: str, status: str) -> NotReadyError:
+        """The error for task ``task_id``, still ``status``."""
+        return cls(
+            f"Task {task_id} is not finished yet (status: {status})",
+            data={"taskId": task_id, "status": status},
+        )
+
 
 class TaskCancelledError(NotReadyError):
     """The task was cancelled: it has no outcome and never will."""
@@ -188,6 +191,14 @@ class QuotaExceededError(TaskStoreError):
 
 class ConflictError(TaskStoreError):
     """Concurrent writers kept winning the compare-and-set for longer than the retry budget."""
+
+    @classmethod
+    def of_task(cls, task_id: str, attempts: int) -> ConflictError:
+        """The error for task ``task_id`` after ``attempts`` lost compare-and-sets."""
+        return cls(
+            f"Task {task_id} is being updated concurrently; gave up after {attempts} attempts",
+            data={"taskId": task_id, "attempts": attempts},
+        )
 
 
 class BackendError(TaskStoreError):

@@ -292,10 +292,7 @@ class TaskStore:
         if record.status is TaskStatus.CANCELLED:
             raise TaskCancelledError(task_id)
         if not record.is_terminal:
-            raise NotReadyError(
-                f"Task {task_id} is not finished yet (status: {record.status.value})",
-                data={"taskId": task_id, "status": record.status.value},
-            )
+            raise NotReadyError.of_task(task_id, record.status.value)
         if stored.outcome is None:
             return Outcome.of_error(
                 {"code": -32603, "message": record.task.status_message or "Task failed"}
@@ -606,7 +603,7 @@ class TaskStore:
         return _key_text(owner, "owner")
 
     def _key(self, task_id: object, owner: object) -> RecordKey:
-        return (_key_text(owner, "owner"), _key_text(task_id, "taskId"))
+        return (_key_text(owner, "owner"), _key_text(task_id, "task id"))
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
@@ -725,11 +722,7 @@ class TaskStore:
                 if conflict.actual == 0:
                     raise TaskNotFoundError(task_id) from None
                 if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"Task {task_id} is being updated concurrently; gave up after "
-                        f"{attempts} attempts",
-                        data={"taskId": task_id, "attempts": attempts},
-                    ) from conflict
+                    raise ConflictError.of_task(task_id, attempts) from conflict
                 # Full jitter keeps racing writers from retrying in lockstep.
                 time.sleep(random.uniform(0, backoff))
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)

@@ -195,15 +195,20 @@ def is_error_result(result: Mapping[str, Any]) -> bool:
 
 
 def error_text(result: Mapping[str, Any]) -> str | None:
-    """The first text block of a ``CallToolResult``, if any (used as a status message)."""
+    """The readable text of a ``CallToolResult`` (its text blocks joined by spaces), or
+    ``None`` when it has none; used as a failed task's status message and a workflow's pause
+    reason."""
     content = result.get("content")
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and block.get("type") == "text":
-                text = block.get("text")
-                if isinstance(text, str):
-                    return text
-    return None
+    if not isinstance(content, list):
+        return None
+    texts = [
+        block["text"]
+        for block in content
+        if isinstance(block, Mapping)
+        and block.get("type", "text") == "text"
+        and isinstance(block.get("text"), str)
+    ]
+    return " ".join(texts) or None
 
 
 def to_call_tool_result(value: Any) -> JsonDict:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskstore.errors import InvalidTransitionError, TaskStoreError
+from taskstore.mcp.tools import error_result, error_text, is_error_result
 from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
@@ -82,21 +83,6 @@ class WorkflowRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     transcript: list[tuple[str, str]] = field(default_factory=list)
     skipped: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def error_text(result: Mapping[str, Any]) -> str:
-    """The readable error of an ``isError`` result (its text blocks joined)."""
-    content = result.get("content")
-    texts = (
-        [
-            block["text"]
-            for block in content
-            if isinstance(block, Mapping) and isinstance(block.get("text"), str)
-        ]
-        if isinstance(content, list)
-        else []
-    )
-    return " ".join(texts) or "the tool reported an error"
 
 
 class _Blocked(Exception):
@@ -218,15 +204,12 @@ class WorkflowEngine:
         try:
             result = self.invoker.call(step.tool, arguments)
         except TaskStoreError as exc:
-            result = {"content": [{"type": "text", "text": exc.message}], "isError": True}
+            result = error_result(exc.message)
         except Exception as exc:  # noqa: BLE001 - any tool failure pauses the workflow
             _log.exception("workflow %s step %s raised", self.workflow.name, step.name)
-            result = {
-                "content": [{"type": "text", "text": str(exc) or type(exc).__name__}],
-                "isError": True,
-            }
-        if result.get("isError") is True:
-            error = error_text(result)
+            result = error_result(str(exc) or type(exc).__name__)
+        if is_error_result(result):
+            error = error_text(result) or "the tool reported an error"
             run.transcript.append(("user", f"{step.tool} failed: {error}"))
             statuses[step.name] = "failed"
             self.store.update_variables(
