@@ -59,7 +59,7 @@ from taskstore.types import (
     ToolExecution,
 )
 
-__version__ = "0.1.0"
+from taskstore._version import __version__
 
 __all__ = [
     "ANONYMOUS_OWNER",

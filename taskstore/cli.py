@@ -93,11 +93,11 @@ def serve_main(
 
     :param build: makes the server from the opened store (default: the demo tools).
     """
-    import taskstore
+    from taskstore._open import open as open_store
     from taskstore.errors import ConfigurationError
 
     try:
-        store = taskstore.open(store_url)
+        store = open_store(store_url)
     except ConfigurationError as exc:
         print(f"taskstore serve: {exc}", file=sys.stderr)
         return 2

@@ -141,8 +141,9 @@ class CancelTaskParams(WireStruct, frozen=True):
         return self.result is not msgspec.UNSET
 
 
-class ToolExecution(WireStruct, frozen=True):
-    """``execution`` member of a tool declaration in ``tools/list``."""
+class ToolExecution(WireStruct, frozen=True, omit_defaults=False):
+    """``execution`` member of a tool declaration in ``tools/list`` (``taskSupport`` always
+    present, ``"forbidden"`` included)."""
 
     task_support: TaskSupport = "forbidden"
 

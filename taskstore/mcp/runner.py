@@ -58,6 +58,7 @@ from taskstore.mcp.tools import (
 from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
+from taskstore.types import TaskMetadata, decode
 
 __all__ = ["SHUTDOWN_MESSAGE", "ToolAnswer", "ToolRunner"]
 
@@ -270,7 +271,7 @@ class ToolRunner:
         record = self.store.create(
             caller.owner,
             "tools/call",
-            ttl_ms=task.get("ttl"),
+            ttl_ms=decode(task, TaskMetadata).ttl,
             request={"name": spec.name, "arguments": arguments},
         )
         audit("task.created", owner=caller.audit_owner, task_id=record.task_id, tool=spec.name)

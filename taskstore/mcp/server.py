@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Literal, Union, overload
 
+from taskstore._version import __version__
 from taskstore.aliases import JsonDict, RequestId
 from taskstore.errors import (
     INTERNAL_ERROR,
@@ -92,8 +93,6 @@ class McpServer:
         max_workers: int = 16,
         result_timeout: float | None = None,
     ) -> None:
-        from taskstore import __version__
-
         self._store = store
         self.name = name
         self.version = version if version is not None else __version__

@@ -26,7 +26,7 @@ import msgspec
 from taskstore.aliases import JsonDict
 from taskstore.errors import INTERNAL_ERROR, INVALID_PARAMS, ProtocolError, ToolError
 from taskstore.mcp.context import ToolContext
-from taskstore.types import TaskSupport
+from taskstore.types import TaskSupport, ToolExecution, to_builtins
 
 __all__ = [
     "ToolError",
@@ -96,7 +96,7 @@ class ToolSpec:
             tool["outputSchema"] = dict(self.output_schema)
         if self.annotations is not None:
             tool["annotations"] = dict(self.annotations)
-        tool["execution"] = {"taskSupport": self.task_support}
+        tool["execution"] = to_builtins(ToolExecution(task_support=self.task_support))
         return tool
 
 

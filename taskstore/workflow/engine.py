@@ -21,7 +21,13 @@ from taskstore.mcp.tools import error_result, error_text, is_error_result
 from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
-from taskstore.types import WorkflowPauseReason, WorkflowStepState, WorkflowStepStatus, to_builtins
+from taskstore.types import (
+    WorkflowPauseReason,
+    WorkflowProgress,
+    WorkflowStepState,
+    WorkflowStepStatus,
+    to_builtins,
+)
 from taskstore.workflow.definition import (
     Const,
     PromptArg,
@@ -113,14 +119,16 @@ class WorkflowEngine:
             request_method=self.workflow.name,
             request={"name": self.workflow.name, "arguments": dict(arguments)},
         )
-        progress = {
-            "goal": self.workflow.description,
-            "steps": [
-                {"name": step.name, "tool": step.tool, "status": "pending"}
-                for step in self.workflow.steps
-            ],
-            "schemaVersion": SCHEMA_VERSION,
-        }
+        progress = to_builtins(
+            WorkflowProgress(
+                goal=self.workflow.description,
+                steps=[
+                    WorkflowStepState(name=step.name, tool=step.tool, status="pending")
+                    for step in self.workflow.steps
+                ],
+                schema_version=SCHEMA_VERSION,
+            )
+        )
         record = self.store.set_variables(
             record.task_id, owner, {PROGRESS: progress, ARGUMENTS: dict(arguments)}
         )
