@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from taskstore._open import open  # noqa: A004 - taskstore.open(url) is the entry point
+from taskstore._version import __version__
 from taskstore.backends import open_backend, register_backend
 from taskstore.backends.base import ListPosition, StorageBackend, VersionedRecord
 from taskstore.backends.memory import InMemoryBackend
@@ -58,8 +59,6 @@ from taskstore.types import (
     TaskMetadata,
     ToolExecution,
 )
-
-from taskstore._version import __version__
 
 __all__ = [
     "ANONYMOUS_OWNER",
