@@ -8,20 +8,16 @@ bounded by time. Reads that only need status never fetch or decode outcomes.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
-import os
 import random
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
+from taskstore._keys import decode_cursor, encode_cursor, key_text
+from taskstore._keys import new_task_id as _new_task_id
 from taskstore.backends.base import ListPosition, RecordKey, StorageBackend
 from taskstore.clock import Clock, SystemClock, format_timestamp
 from taskstore.config import StoreConfig
@@ -37,6 +33,7 @@ from taskstore.errors import (
     TaskNotFoundError,
     VersionConflict,
 )
+from taskstore.events import RecordCallback, StatusCallback, StatusEvents, encode_event
 from taskstore.record import (
     Outcome,
     TaskRecord,
@@ -55,11 +52,6 @@ __all__ = ["RecordCallback", "StatusCallback", "TaskPage", "TaskStore"]
 
 _log = logging.getLogger("taskstore.store")
 
-#: Receives the flat wire dict of a task whose status just changed.
-#: ``subscribe`` callbacks get the changed task as the flat 2025-11-25 wire dict.
-StatusCallback = Callable[[dict[str, Any]], None]
-#: ``watch`` callbacks get the changed task's record (without variables, request or outcome).
-RecordCallback = Callable[[TaskRecord], None]
 
 # Results may legitimately be deep; the cap only keeps a hostile value from exhausting the stack.
 _RESULT_MAX_DEPTH = 256
@@ -75,74 +67,16 @@ class TaskPage(NamedTuple):
     next_cursor: str | None
 
 
-class _Event(msgspec.Struct, frozen=True):
-    """A status change as it travels through the backend (also to other processes): the
-    record's head, era-neutral; each subscriber's protocol layer projects it."""
-
-    owner: str
-    record: TaskRecord
-
-
 class _Change(NamedTuple):
     record: TaskRecord
     outcome: Outcome | None = None
     status_changed: bool = False
 
 
-_event_encoder = msgspec.json.Encoder()
-_event_decoder = msgspec.json.Decoder(_Event)
-_cursor_encoder = msgspec.json.Encoder()
-_cursor_decoder = msgspec.json.Decoder(tuple[int, int, str, str])
-_CURSOR_FORMAT = 1
 _OUTCOME_OVERHEAD = {
     "result": len(encode_outcome(Outcome.of_result(0))) - 1,
     "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
 }
-
-
-_random = threading.local()
-_RANDOM_BATCH = 16 * 256
-
-
-def _new_task_id() -> str:
-    """A random UUID4 string (122 random bits) from a per-thread ``os.urandom`` batch.
-
-    One ``os.urandom`` call per id releases the GIL on every create; with many threads creating
-    at once that convoys them (measured: 8-thread create throughput fell to 0.6× of one thread).
-    The batch is bound to the process id: a forked child (gunicorn workers) must never replay
-    its parent's random bytes.
-    """
-    state = _random.__dict__
-    offset = state.get("offset", _RANDOM_BATCH)
-    pid = os.getpid()
-    if offset >= _RANDOM_BATCH or state.get("pid") != pid:
-        state["batch"] = os.urandom(_RANDOM_BATCH)
-        state["pid"] = pid
-        offset = 0
-    state["offset"] = offset + 16
-    return str(uuid.UUID(bytes=state["batch"][offset : offset + 16], version=4))
-
-
-def _key_text(value: object, name: str) -> str:
-    """``value`` if it can be part of a record key on every backend, else InvalidParamsError.
-
-    The one rule for keys, checked before any backend call: a string that encodes as UTF-8.
-    Lone surrogates (``"\\ud800"``, which JSON and some decoders let through) have no UTF-8 form;
-    every backend would fail on them differently, so the store refuses them up front.
-    """
-    if not isinstance(value, str):
-        raise InvalidParamsError(f"{name} must be a string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidParamsError(
-            f"{name} must be valid Unicode text (no lone surrogates)"
-        ) from None
-    return value
-
-
-def _owner_tag(owner: str) -> str:
-    return hashlib.blake2b(owner.encode("utf-8"), digest_size=8).hexdigest()
 
 
 class TaskStore:
@@ -172,9 +106,7 @@ class TaskStore:
         self.security = security if security is not None else SecurityConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
         # (callback as registered, owner filter, what to call with the changed record)
-        self._subscribers: list[tuple[Callable[..., Any], str | None, RecordCallback]] = []
-        self._subscribers_lock = threading.Lock()
-        self._remove_listener: Callable[[], None] | None = None
+        self._events = StatusEvents(backend)
         backend_variables = getattr(backend, "max_variable_bytes", None)
         backend_results = getattr(backend, "max_result_bytes", None)
         #: Effective variables cap: the smaller of the config's and the backend's.
@@ -349,7 +281,7 @@ class TaskStore:
             raise InvalidParamsError(
                 f"limit must be an integer from 1 to {self.config.max_list_page_size}"
             )
-        after = None if cursor is None else self._decode_cursor(cursor, owner)
+        after = None if cursor is None else decode_cursor(cursor, owner)
         try:
             stored = self.backend.list_by_prefix(
                 owner, after, limit + 1, now_ms=self.clock.now_ms()
@@ -366,7 +298,8 @@ class TaskStore:
         if len(records) > limit:
             records = records[:limit]
             last = records[-1]
-            return TaskPage(records, self._encode_cursor(last.created_at_ms, last.task_id, owner))
+            position = ListPosition(last.created_at_ms, last.task_id)
+            return TaskPage(records, encode_cursor(position, owner))
         return TaskPage(records, None)
 
     def cleanup_expired(self) -> int:
@@ -542,68 +475,33 @@ class TaskStore:
         (Redis). Callbacks run on the writer's or the backend's listener thread; one that raises
         is logged and never breaks the store.
         """
-        return self._add_subscriber(callback, owner, callback)
+        return self._events.watch(callback, owner)
 
     def subscribe(
         self, callback: StatusCallback, *, owner: str | None = None
     ) -> Callable[[], None]:
         """Like :meth:`watch`, but ``callback`` gets the flat MCP 2025-11-25 wire dict of the
         task (``record.to_wire()``), as DESIGN §5's status events."""
-        return self._add_subscriber(callback, owner, lambda record: callback(record.to_wire()))
+        return self._events.subscribe(callback, owner)
 
     def unsubscribe(self, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` (every subscription of it, through :meth:`subscribe` or
         :meth:`watch`); unknown callbacks are ignored."""
-        with self._subscribers_lock:
-            self._subscribers = [entry for entry in self._subscribers if entry[0] is not callback]
-            if not self._subscribers and self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
-
-    def _add_subscriber(
-        self, key: Callable[..., Any], owner: str | None, deliver: RecordCallback
-    ) -> Callable[[], None]:
-        with self._subscribers_lock:
-            self._subscribers.append((key, owner, deliver))
-            if self._remove_listener is None:
-                self._remove_listener = self.backend.add_listener(self._dispatch)
-
-        def unsubscribe() -> None:
-            self.unsubscribe(key)
-
-        return unsubscribe
+        self._events.unsubscribe(callback)
 
     def close(self) -> None:
         """Unsubscribe everything and close the backend."""
-        with self._subscribers_lock:
-            self._subscribers = []
-            if self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
+        self._events.close()
         self.backend.close()
-
-    def _dispatch(self, data: bytes) -> None:
-        try:
-            event = _event_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            _log.warning("ignoring a malformed task event")
-            return
-        for callback, owner, deliver in self._subscribers:
-            if owner is not None and owner != event.owner:
-                continue
-            try:
-                deliver(event.record)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not break the writer
-                _log.exception("task status subscriber %r failed", callback)
 
     # -- internals -----------------------------------------------------------------------
 
     @staticmethod
     def _check_owner(owner: object) -> str:
-        return _key_text(owner, "owner")
+        return key_text(owner, "owner")
 
     def _key(self, task_id: object, owner: object) -> RecordKey:
-        return (_key_text(owner, "owner"), _key_text(task_id, "task id"))
+        return (key_text(owner, "owner"), key_text(task_id, "task id"))
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
@@ -685,13 +583,6 @@ class TaskStore:
             raise TaskNotFoundError(key[1]) from None
         return self._decode(stored.data, stored.version, key[0], key[1]), now
 
-    @staticmethod
-    def _event(record: TaskRecord, version: int) -> bytes:
-        head = msgspec.structs.replace(
-            record, variables={}, request=None, outcome=None, version=version
-        )
-        return _event_encoder.encode(_Event(owner=record.owner, record=head))
-
     def _mutate(
         self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
     ) -> TaskRecord:
@@ -712,7 +603,7 @@ class TaskStore:
                     record.version,
                     outcome=None if change.outcome is None else encode_outcome(change.outcome),
                     event=(
-                        self._event(change.record, record.version + 1)
+                        encode_event(change.record, record.version + 1)
                         if change.status_changed
                         else None
                     ),
@@ -728,21 +619,3 @@ class TaskStore:
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
             return msgspec.structs.replace(change.record, version=version, outcome=change.outcome)
-
-    @staticmethod
-    def _encode_cursor(sort_ms: int, task_id: str, owner: str) -> str:
-        raw = _cursor_encoder.encode((_CURSOR_FORMAT, sort_ms, task_id, _owner_tag(owner)))
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(cursor: object, owner: str) -> ListPosition:
-        if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
-            raise InvalidCursorError("Invalid cursor")
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            fmt, sort_ms, task_id, tag = _cursor_decoder.decode(raw)
-        except (binascii.Error, ValueError, msgspec.ValidationError, msgspec.DecodeError):
-            raise InvalidCursorError("Invalid cursor") from None
-        if fmt != _CURSOR_FORMAT or tag != _owner_tag(owner):
-            raise InvalidCursorError("Invalid cursor")
-        return ListPosition(sort_ms, task_id)
