@@ -40,6 +40,8 @@ __all__ = [
     "StorageBackend",
     "VersionedRecord",
     "encode_key_part",
+    "key_bytes",
+    "key_str",
     "now_ms",
     "quota_exceeded",
 ]
@@ -278,11 +280,23 @@ def encode_key_part(text: str) -> str:
 
     Percent-encoding of the UTF-8 bytes of everything except ``A-Z a-z 0-9 _ . - ~``: the
     result never contains ``:``, ``/``, ``#``, ``{`` or ``}``, so owners that are prefixes of
-    each other or contain separators can never collide or break a Redis hash tag. Text with
-    lone surrogates has no UTF-8 form: :class:`~taskstore.store.TaskStore` refuses such keys
-    with ``InvalidParamsError`` before any backend call, so backends never see them.
+    each other or contain separators can never collide or break a Redis hash tag. Total over
+    every ``str``: lone surrogates (no UTF-8 form) are encoded through ``surrogatepass``, still
+    injectively. (:class:`~taskstore.store.TaskStore` refuses such owners and task ids with
+    ``InvalidParamsError`` before any backend call; a backend used directly may still get them.)
     """
-    return quote(text, safe="")
+    return quote(key_bytes(text), safe="")
+
+
+def key_bytes(text: str) -> bytes:
+    """``text`` as key bytes: UTF-8, lone surrogates through ``surrogatepass`` (which keeps every
+    ``str`` encodable and preserves code point order under memcmp). :func:`key_str` inverts it."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def key_str(data: bytes) -> str:
+    """The text of key bytes made by :func:`key_bytes`."""
+    return data.decode("utf-8", "surrogatepass")
 
 
 def now_ms(given: int | None) -> int:
