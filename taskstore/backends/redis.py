@@ -477,6 +477,10 @@ class RedisBackend:
         woken = self._notifier.add_waiter(keys.wake)
         try:
             subscribed = self._notifier.wait_subscribed(min(timeout_s, self._wait_slice_s))
+            # The wake-up every waiter gets when the subscription is (re)confirmed is for those
+            # already past their read; this one reads next, so a write made until now shows in
+            # that read, and only a later one should wake it.
+            woken.clear()
             with driver_errors("wait_for_change"):
                 current = self._client.hget(keys.record, "v")
             if int(current or 0) != version:
