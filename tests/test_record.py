@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from taskstore import BackendError, InvalidParamsError, Outcome, Task, TaskRecord, TaskStatus
@@ -89,14 +90,32 @@ def test_error_outcome() -> None:
     }
 
 
+_VALID_RECORD = encode_record(_record())
+_VALID_OUTCOME = encode_outcome(Outcome.of_result({"ok": True}))
+
+
+@example(b"")
+@example(b"{}")
+@example(_VALID_RECORD)
+@example(_VALID_OUTCOME)
+@example(_VALID_RECORD[:-1])
 @given(st.binary(max_size=100))
 def test_corrupt_bytes_are_backend_errors(data: bytes) -> None:
-    """Garbage in storage raises BackendError, never a raw decoding error."""
-    for decoder in (lambda d: decode_record(d, 1), decode_outcome):
+    """Garbage in storage raises BackendError naming the corrupt kind with the decoding error
+    chained, never a raw decoding error; bytes that do decode are a real record or outcome
+    (they survive a round trip)."""
+    codecs: list[tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]] = [
+        ("record", lambda d: decode_record(d, 1), encode_record),
+        ("outcome", decode_outcome, encode_outcome),
+    ]
+    for kind, decoder, encoder in codecs:
         try:
-            decoder(data)
-        except BackendError:
-            pass
+            decoded = decoder(data)
+        except BackendError as exc:
+            assert str(exc).startswith(f"Stored task {kind} is corrupt: "), exc
+            assert isinstance(exc.__cause__, (msgspec.ValidationError, msgspec.DecodeError))
+        else:
+            assert decoder(encoder(decoded)) == decoded
 
 
 @given(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -653,35 +654,75 @@ def test_every_gettable_task_is_listed(store: TaskStore, clock: ManualClock) -> 
 # -- waiting and events ---------------------------------------------------------------------
 
 
-def test_wait_returns_terminal_task_at_once(store: TaskStore) -> None:
-    """wait on a finished task returns it immediately."""
+class _BackendWaits:
+    """Counts the store's calls of ``backend.wait_for_change`` (from one waiting thread) and
+    signals when the first one starts."""
+
+    def __init__(self, store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        original = store.backend.wait_for_change
+
+        def counting(key: tuple[str, str], version: int, timeout_s: float) -> None:
+            self.calls += 1
+            self.entered.set()
+            original(key, version, timeout_s)
+
+        monkeypatch.setattr(store.backend, "wait_for_change", counting)
+
+
+def test_wait_returns_terminal_task_at_once(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait on a finished task returns it without ever waiting in the backend."""
     record = store.create(OWNER)
     store.complete(record.task_id, OWNER, 1)
+    waits = _BackendWaits(store, monkeypatch)
     assert store.wait(record.task_id, OWNER, timeout=0).status is TaskStatus.COMPLETED
+    assert store.wait(record.task_id, OWNER, timeout=30).status is TaskStatus.COMPLETED
+    assert waits.calls == 0
 
 
-def test_wait_wakes_when_another_thread_finishes(store: TaskStore) -> None:
-    """A waiter returns the terminal record as soon as another thread completes the task."""
+def test_wait_wakes_when_another_thread_finishes(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter blocks in the backend while the task works and returns the terminal record once
+    another thread completes it, woken by that write: long before the 30 s poll interval or
+    its 20 s timeout could end the wait, and without re-reading in a busy loop."""
+    store = make_store(poll_interval_ms=30_000)
     record = store.create(OWNER)
-    waiting = threading.Event()
+    waits = _BackendWaits(store, monkeypatch)
 
     def finish() -> None:
-        waiting.wait(5)
+        if waits.entered.wait(10):
+            time.sleep(0.2)  # lets the waiter block; no outcome depends on this sleep
         store.complete(record.task_id, OWNER, {"done": 1})
 
     worker = threading.Thread(target=finish)
+    started = time.monotonic()
     worker.start()
-    waiting.set()
-    done = store.wait(record.task_id, OWNER, timeout=10)
-    worker.join()
+    try:
+        done = store.wait(record.task_id, OWNER, timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        worker.join(30)
     assert done.status is TaskStatus.COMPLETED
+    assert elapsed < 10.0, f"woke only after {elapsed:.2f}s"
+    assert 1 <= waits.calls <= 10, f"{waits.calls} backend waits: busy waiting"
 
 
-def test_wait_times_out(store: TaskStore) -> None:
-    """wait raises TimeoutError when the task stays unfinished."""
+def test_wait_blocks_until_its_timeout(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wait on a task that stays working raises TimeoutError no earlier than its timeout, having
+    slept in the backend meanwhile (a few waits, not a busy loop of re-reads)."""
     record = store.create(OWNER)
+    waits = _BackendWaits(store, monkeypatch)
+    started = time.monotonic()
     with pytest.raises(TimeoutError):
-        store.wait(record.task_id, OWNER, timeout=0.05)
+        store.wait(record.task_id, OWNER, timeout=0.3)
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.3 - 1e-3, f"gave up after {elapsed:.3f}s"
+    assert elapsed < 10.0, f"hung for {elapsed:.2f}s"
+    assert 1 <= waits.calls <= 10, f"{waits.calls} backend waits in 0.3 s: busy waiting"
 
 
 def test_subscribe_receives_status_changes(store: TaskStore) -> None:
@@ -703,12 +744,25 @@ def test_subscribe_receives_status_changes(store: TaskStore) -> None:
         "completed",
     ]
     assert only_bob[0]["taskId"] == b.task_id and only_bob[0]["status"] == "cancelled"
-    assert set(everything[0]) >= {"taskId", "status", "createdAt", "lastUpdatedAt", "ttl"}
+    assert next(e for e in everything if e["taskId"] == a.task_id) == {
+        "taskId": a.task_id,
+        "status": "input_required",
+        "statusMessage": "?",
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "lastUpdatedAt": "2026-01-01T00:00:00.000Z",
+        "ttl": 3_600_000,
+        "pollInterval": 1_000,
+    }
     unsubscribe_bob()
     c = store.create("bob")
     store.cancel(c.task_id, "bob")
-    _eventually(lambda: len(everything) == 4)
-    assert len(only_bob) == 1
+    # A later marker of the same owner (events of one owner arrive in order): once it has
+    # arrived, c's event has been dispatched to every subscriber there is.
+    marker = store.create("bob")
+    store.cancel(marker.task_id, "bob")
+    _eventually(lambda: len(everything) == 5)
+    assert [e["taskId"] for e in everything[3:]] == [c.task_id, marker.task_id]
+    assert [e["taskId"] for e in only_bob] == [b.task_id]
 
 
 def test_failing_subscriber_never_breaks_the_store(store: TaskStore) -> None:

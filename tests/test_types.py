@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from taskstore import (
@@ -173,14 +174,36 @@ def test_task_round_trip(task: Task) -> None:
         assert (key in wire) == (getattr(task, name) is not None)
 
 
+_DECODED_TYPES = (Task, GetTaskParams, ListTasksParams, CancelTaskParams, CreateTaskResult)
+
+
+def _assert_invalid_params(exc: InvalidParamsError) -> None:
+    assert exc.code == -32602
+    assert str(exc).startswith("Invalid params: "), exc
+    assert isinstance(exc.__cause__, (msgspec.ValidationError, msgspec.DecodeError))
+
+
+@example(encode(_task()))
+@example(b'{"taskId":"t","_meta":{"k":[1]}}')
+@example(b'{"task":' + encode(_task()) + b"}")
+@example(b"")
+@example(b"[]")
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_decoder_fuzz_raises_only_typed_errors(data: bytes) -> None:
-    """Arbitrary bytes either decode or raise InvalidParamsError; nothing else escapes."""
-    for cls in (Task, GetTaskParams, ListTasksParams, CancelTaskParams, CreateTaskResult):
+    """Arbitrary bytes either decode into the type, which then survives a round trip, or raise
+    InvalidParamsError (-32602) with the decoding error chained; nothing else escapes."""
+    for cls in _DECODED_TYPES:
         try:
-            decode(data, cls)
-        except InvalidParamsError:
-            pass
+            decoded = decode(data, cls)
+        except InvalidParamsError as exc:
+            _assert_invalid_params(exc)
+        else:
+            assert type(decoded) is cls
+            assert decode(encode(decoded), cls) == decoded
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @given(
@@ -188,10 +211,36 @@ def test_decoder_fuzz_raises_only_typed_errors(data: bytes) -> None:
         st.sampled_from(["taskId", "cursor", "result", "ttl", "_meta", "x"]), _json, max_size=5
     )
 )
-def test_dict_fuzz_raises_only_typed_errors(data: dict[str, Any]) -> None:
-    """Arbitrary JSON objects either convert or raise InvalidParamsError."""
-    for cls in (GetTaskParams, ListTasksParams, CancelTaskParams, TaskMetadata):
+def test_dict_fuzz_converts_exactly_the_valid_params(data: dict[str, Any]) -> None:
+    """A JSON object converts exactly when its known fields have their declared types (unknown
+    keys are ignored), carrying those values over; otherwise it raises InvalidParamsError."""
+    meta_ok = data.get("_meta") is None or isinstance(data["_meta"], dict)
+    cursor_ok = data.get("cursor") is None or isinstance(data["cursor"], str)
+    task_id_ok = isinstance(data.get("taskId"), str)
+    ttl_ok = data.get("ttl") is None or _is_int(data["ttl"])
+    cases: list[tuple[type[Any], bool, Callable[[Any], None]]] = [
+        (GetTaskParams, task_id_ok and meta_ok, lambda p: _same(p.task_id, data["taskId"])),
+        (ListTasksParams, cursor_ok and meta_ok, lambda p: _same(p.cursor, data.get("cursor"))),
+        (
+            CancelTaskParams,
+            task_id_ok and meta_ok,
+            lambda p: _same(
+                (p.task_id, p.has_result, p.result if p.has_result else None),
+                (data["taskId"], "result" in data, data.get("result")),
+            ),
+        ),
+        (TaskMetadata, ttl_ok, lambda p: _same(p.ttl, data.get("ttl"))),
+    ]
+    for cls, valid, carries_values in cases:
         try:
-            decode(data, cls)
-        except InvalidParamsError:
-            pass
+            converted = decode(data, cls)
+        except InvalidParamsError as exc:
+            assert not valid, (cls.__name__, data, exc)
+            _assert_invalid_params(exc)
+        else:
+            assert valid, (cls.__name__, data, converted)
+            carries_values(converted)
+
+
+def _same(actual: Any, expected: Any) -> None:
+    assert actual == expected, (actual, expected)

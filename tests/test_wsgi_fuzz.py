@@ -1,9 +1,15 @@
-"""Hypothesis fuzzing of request bodies through the WSGI app: every answer is a well-formed
-JSON-RPC message or an empty 202, never a 500."""
+"""Hypothesis fuzzing of request bodies (and transport headers) through the WSGI app.
+
+Each answer is checked against what the input class calls for (``expect``): the HTTP status,
+the JSON-RPC error code or a result, the echoed request id, a session header only for a
+successful ``initialize``; never a 500 or a traceback; and the server still answers a valid
+request afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -12,9 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import taskstore
-from support.mcp import call_app, open_session
+from support.mcp import WsgiResponse, call_app, open_session
 from taskstore.mcp import McpServer, ToolError
+from taskstore.mcp.capabilities import SUPPORTED_PROTOCOL_VERSIONS
 from taskstore.wsgi import McpWsgiApp
+
+MAX_BODY_BYTES = 4096
+# The JSON-RPC 2.0 codes, spelled out here rather than imported from the code under test.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 
 METHODS = [
     "initialize",
@@ -80,9 +95,19 @@ messages = st.fixed_dictionaries(
         "error": json_values,
     },
 )
+#: Envelopes that are right, so the methods' own answers get fuzzed too.
+requests = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.just("2.0"),
+        "id": st.integers(-5, 2**40) | st.text(max_size=8),
+        "method": st.sampled_from(METHODS),
+    },
+    optional={"params": task_params | json_values},
+)
 bodies = (
     st.binary(max_size=200)
     | messages.map(msgspec.json.encode)
+    | requests.map(msgspec.json.encode)
     | st.lists(messages, max_size=3).map(msgspec.json.encode)
     | json_values.map(msgspec.json.encode)
 )
@@ -106,45 +131,173 @@ def fuzz_app() -> Iterator[tuple[McpWsgiApp, str]]:
         def fail(arguments: dict[str, Any], ctx: Any) -> Any:
             raise ToolError("fuzz")
 
-        app = McpWsgiApp(server, max_body_bytes=4096)
+        app = McpWsgiApp(server, max_body_bytes=MAX_BODY_BYTES)
         yield app, open_session(app)
         app.close()
         server.close()
 
 
-def check(reply: Any) -> None:
-    assert reply.status in (200, 202, 400, 404, 413), reply.status
-    if reply.status == 202:
-        assert reply.body == b""
-        return
-    if reply.headers["content-type"] == "text/event-stream":
-        chunks = [c for c in reply.chunks if c.startswith(b"event:")]
-        message = msgspec.json.decode(chunks[-1].split(b"data: ", 1)[1])
+@dataclass(frozen=True)
+class Expected:
+    """What the endpoint must answer: HTTP status, and for a JSON-RPC reply its id, the error
+    codes allowed, whether a result is allowed, and whether a new session comes with it."""
+
+    status: int
+    reply_id: Any = None
+    codes: frozenset[int] = frozenset()
+    result: bool = False
+    new_session: bool = False
+
+
+def _error(code: int, reply_id: Any = None, status: int = 200) -> Expected:
+    return Expected(status, reply_id, frozenset({code}))
+
+
+def _valid_id(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _expect_request(method: str, reply_id: Any, params: dict[str, Any] | None) -> Expected:
+    """A well-formed request (jsonrpc 2.0, a valid id, object or absent params); no fuzzed
+    task id or cursor can name a real task, and no prompt is registered."""
+    if method == "initialize":
+        if not isinstance((params or {}).get("protocolVersion"), str):
+            return _error(INVALID_PARAMS, reply_id)
+        return Expected(200, reply_id, result=True, new_session=True)
+    if method in ("ping", "tools/list", "prompts/list"):
+        return Expected(200, reply_id, result=True)
+    if method in ("tasks/get", "tasks/result", "tasks/cancel", "prompts/get"):
+        return _error(INVALID_PARAMS, reply_id)
+    if method == "tasks/list":  # a page, or -32602 for a bad cursor or _meta
+        return Expected(200, reply_id, frozenset({INVALID_PARAMS}), result=True)
+    if method == "tools/call":  # created/answered, or bad params, wrong taskSupport, a crash
+        codes = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND, INTERNAL_ERROR})
+        return Expected(200, reply_id, codes, result=True)
+    return _error(METHOD_NOT_FOUND, reply_id)
+
+
+def _expect_message(message: dict[str, Any], reply_id: Any) -> Expected:
+    """A JSON object posted on a live session (JSON-RPC envelope rules, then the method)."""
+    if message.get("jsonrpc") != "2.0":
+        return _error(INVALID_REQUEST, reply_id)
+    method = message.get("method")
+    if method is None and reply_id is not None and ("result" in message or "error" in message):
+        return Expected(202)  # a client's response to a server request
+    if not isinstance(method, str):
+        return _error(INVALID_REQUEST, reply_id)
+    if "id" not in message:
+        return Expected(202)  # a notification
+    if reply_id is None:
+        return _error(INVALID_REQUEST)
+    params = message.get("params")
+    if params is not None and not isinstance(params, dict):
+        return _error(INVALID_PARAMS, reply_id)
+    return _expect_request(method, reply_id, params)
+
+
+def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) -> Expected:
+    """What a POST of ``body`` with ``headers`` must get, ``live_session`` being the only
+    session id the app knows of."""
+    raw_length = headers.get("Content-Length", str(len(body)))
+    if raw_length.strip():
+        try:
+            length = int(raw_length)
+        except ValueError:
+            return _error(INVALID_REQUEST, status=400)
+        if length < 0:
+            return _error(INVALID_REQUEST, status=400)
+        if length > MAX_BODY_BYTES:
+            return _error(INVALID_REQUEST, status=413)
+        body = body[:length]
     else:
-        message = reply.json()
+        body = b""  # no Content-Length: nothing is read
+    try:
+        message = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return _error(PARSE_ERROR)
+    if not isinstance(message, dict):  # batches included: not supported since 2025-06-18
+        return _error(INVALID_REQUEST)
+    reply_id = message["id"] if _valid_id(message.get("id")) else None
+    if message.get("method") == "initialize" and "id" in message:  # needs no session
+        return _expect_message(message, reply_id)
+    session = headers.get("Mcp-Session-Id")
+    if not session:
+        return _error(INVALID_REQUEST, status=400)
+    if session != live_session:
+        return _error(INVALID_REQUEST, status=404)
+    version = headers.get("MCP-Protocol-Version")
+    if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+        return _error(INVALID_REQUEST, status=400)
+    accept = headers.get("Accept", "application/json, text/event-stream")
+    params = message.get("params")
+    if (
+        message.get("method") == "tasks/result"
+        and reply_id is not None
+        and "text/event-stream" in accept
+        and (params is None or isinstance(params, dict))
+    ):
+        # The streaming tasks/result path answers -32602 for these unknown tasks even when
+        # the envelope is not JSON-RPC 2.0, where every other path says -32600.
+        return Expected(200, reply_id, frozenset({INVALID_PARAMS, INVALID_REQUEST}))
+    return _expect_message(message, reply_id)
+
+
+def check(reply: WsgiResponse, expected: Expected) -> None:
+    """``reply`` is what ``expected`` describes, with no internals on the wire."""
+    body = reply.body
+    assert b"Traceback" not in body and b'File "' not in body, body
+    assert reply.status == expected.status, (reply.status, body, expected)
+    if expected.status == 202:
+        assert body == b""
+        return
+    assert reply.headers["content-type"] == "application/json"
+    message = msgspec.json.decode(body)
     assert isinstance(message, dict)
     assert message["jsonrpc"] == "2.0"
-    assert "id" in message
-    assert ("result" in message) != ("error" in message)
+    assert message["id"] == expected.reply_id and type(message["id"]) is type(expected.reply_id)
     if "error" in message:
-        assert set(message["error"]) <= {"code", "message", "data"}
-        assert isinstance(message["error"]["code"], int)
-        assert isinstance(message["error"]["message"], str)
-        assert "Traceback" not in message["error"]["message"]
+        assert set(message) == {"jsonrpc", "id", "error"}
+        error = message["error"]
+        assert error["code"] in expected.codes, (error, expected)
+        assert {"code", "message"} <= set(error) <= {"code", "message", "data"}
+        assert isinstance(error["message"], str) and error["message"]
     else:
+        assert expected.result, (message, expected)
+        assert set(message) == {"jsonrpc", "id", "result"}
         assert isinstance(message["result"], dict)
+    assert ("mcp-session-id" in reply.headers) == (expected.new_session and "result" in message)
+
+
+def still_answers(app: McpWsgiApp, session: str) -> None:
+    """The session still gets a plain answer to a valid request."""
+    ping = {"jsonrpc": "2.0", "id": "still-alive", "method": "ping"}
+    reply = call_app(app, body=ping, headers={"Mcp-Session-Id": session})
+    assert (reply.status, reply.json()) == (
+        200,
+        {"jsonrpc": "2.0", "id": "still-alive", "result": {}},
+    )
+
+
+def _forget_new_session(app: McpWsgiApp, reply: WsgiResponse) -> None:
+    if "mcp-session-id" in reply.headers:
+        app.sessions.remove(reply.headers["mcp-session-id"])
 
 
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(body=bodies)
-def test_fuzzed_bodies_with_a_session_are_well_formed(
+def test_fuzzed_bodies_with_a_session_get_the_answer_of_their_class(
     fuzz_app: tuple[McpWsgiApp, str], body: bytes
 ) -> None:
-    """Any body posted on a live session gets well-formed JSON-RPC (or 202), never a 500."""
+    """Any body posted on a live session gets the status, error code or result and id its
+    input class calls for (or an empty 202), never a 500; the session keeps working."""
     app, session = fuzz_app
-    check(call_app(app, body=body, headers={"Mcp-Session-Id": session}))
+    headers = {"Mcp-Session-Id": session}
+    reply = call_app(app, body=body, headers=headers)
+    check(reply, expect(body, headers, session))
+    _forget_new_session(app, reply)
+    still_answers(app, session)
 
 
 @settings(
@@ -158,16 +311,13 @@ def test_fuzzed_bodies_with_a_session_are_well_formed(
         max_size=3,
     ),
 )
-def test_fuzzed_bodies_and_headers_are_well_formed(
+def test_fuzzed_bodies_and_headers_get_the_answer_of_their_class(
     fuzz_app: tuple[McpWsgiApp, str], body: bytes, headers: dict[str, str]
 ) -> None:
-    """Fuzzed bodies with fuzzed transport headers still never produce a 500."""
-    app, _ = fuzz_app
+    """Fuzzed bodies with fuzzed transport headers get the status (400, 404, 413, ...) and
+    JSON-RPC error their input class calls for, never a 500; the app keeps working."""
+    app, session = fuzz_app
     reply = call_app(app, body=body, headers=headers)
-    if (
-        reply.status == 200
-        and reply.headers.get("content-type") == "application/json"
-        and "mcp-session-id" in reply.headers
-    ):
-        app.sessions.remove(reply.headers["mcp-session-id"])
-    check(reply)
+    check(reply, expect(body, headers, None))
+    _forget_new_session(app, reply)
+    still_answers(app, session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from taskstore import ManualClock, TaskStore
 from taskstore.errors import (
     InvalidCursorError,
     InvalidParamsError,
+    InvalidTransitionError,
     TaskCancelledError,
     TaskNotFoundError,
 )
@@ -33,6 +35,29 @@ def assert_task_shape(task: dict[str, Any]) -> None:
 def router(mstore: TaskStore) -> TaskRouter:
     """A router over the in-memory store."""
     return TaskRouter(mstore)
+
+
+class BackendWaits:
+    """Counts the store's calls of ``backend.wait_for_change`` (from one waiting thread) and
+    signals when the first one starts: the caller is then blocked inside ``store.wait``."""
+
+    def __init__(self, store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        original = store.backend.wait_for_change
+
+        def counting(key: tuple[str, str], version: int, timeout_s: float) -> None:
+            self.calls += 1
+            self.entered.set()
+            original(key, version, timeout_s)
+
+        monkeypatch.setattr(store.backend, "wait_for_change", counting)
+
+
+@pytest.fixture
+def backend_waits(mstore: TaskStore, monkeypatch: pytest.MonkeyPatch) -> BackendWaits:
+    """The waits of ``mstore``'s backend, counted."""
+    return BackendWaits(mstore, monkeypatch)
 
 
 def test_get_answers_the_flat_task(router: TaskRouter, mstore: TaskStore, alice: Caller) -> None:
@@ -159,33 +184,39 @@ def test_result_of_a_cancelled_task_says_cancelled(
 
 
 def test_result_blocks_until_another_thread_completes(
-    router: TaskRouter, mstore: TaskStore, alice: Caller
+    router: TaskRouter, mstore: TaskStore, alice: Caller, backend_waits: BackendWaits
 ) -> None:
-    """tasks/result blocks while the task works and returns once another thread completes it."""
+    """tasks/result blocks (sleeping in the backend, not spinning) while the task works and
+    answers only after another thread has completed it."""
     record = mstore.create("alice")
     answers: list[dict[str, Any]] = []
-    started = threading.Event()
+    answered_at: list[float] = []
 
     def fetch() -> None:
-        started.set()
         answers.append(router.handle("tasks/result", {"taskId": record.task_id}, alice))
+        answered_at.append(time.monotonic())
 
     thread = threading.Thread(target=fetch)
     thread.start()
-    started.wait(5)
-    thread.join(0.1)  # bounded: proves it is still blocked, not a sleep to pass
+    assert backend_waits.entered.wait(10), "tasks/result never waited"
+    thread.join(0.2)  # bounded: the answer must not come while the task works
     assert thread.is_alive()
     assert answers == []
+    completing_at = time.monotonic()
     mstore.complete(record.task_id, "alice", {"content": []})
-    thread.join(5)
+    thread.join(10)
     assert not thread.is_alive()
     assert answers == [{"content": [], "_meta": {RELATED: {"taskId": record.task_id}}}]
+    assert answered_at[0] >= completing_at, "answered before the task was completed"
+    # The 20 ms poll interval grows by half each round: a handful of waits, not thousands.
+    assert backend_waits.calls <= 30, f"{backend_waits.calls} backend waits: busy waiting"
 
 
 def test_blocked_result_is_released_by_a_cancel(
-    router: TaskRouter, mstore: TaskStore, alice: Caller
+    router: TaskRouter, mstore: TaskStore, alice: Caller, backend_waits: BackendWaits
 ) -> None:
-    """A blocked tasks/result answers the cancelled error once the task is cancelled."""
+    """A tasks/result blocked on a working task answers the cancelled error once the task is
+    cancelled."""
     record = mstore.create("alice")
     errors: list[dict[str, Any]] = []
 
@@ -197,18 +228,34 @@ def test_blocked_result_is_released_by_a_cancel(
 
     thread = threading.Thread(target=fetch)
     thread.start()
+    assert backend_waits.entered.wait(10), "tasks/result never waited"
+    assert errors == []
     router.handle("tasks/cancel", {"taskId": record.task_id}, alice)
-    thread.join(5)
-    assert [e["data"] for e in errors] == [{"taskId": record.task_id, "status": "cancelled"}]
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors == [
+        {
+            "code": -32602,
+            "message": f"Task {record.task_id} was cancelled and has no result",
+            "data": {"taskId": record.task_id, "status": "cancelled"},
+        }
+    ]
 
 
 def test_result_timeout_is_internal_error(mstore: TaskStore, alice: Caller) -> None:
-    """A router with result_timeout answers -32603 when the task is still running then."""
+    """A router with result_timeout answers -32603 once that long has passed with the task
+    still running, never sooner."""
     record = mstore.create("alice")
-    router = TaskRouter(mstore, result_timeout=0.01)
+    router = TaskRouter(mstore, result_timeout=0.2)
+    started = time.monotonic()
     with pytest.raises(ProtocolError) as caught:
         router.handle("tasks/result", {"taskId": record.task_id}, alice)
-    assert caught.value.code == -32603
+    elapsed = time.monotonic() - started
+    assert caught.value.to_jsonrpc() == {
+        "code": -32603,
+        "message": "Timed out waiting for the task to finish; call tasks/result again",
+    }
+    assert elapsed >= 0.2 - 1e-3, f"gave up after {elapsed:.3f}s"
 
 
 def test_list_pages_newest_first_with_exact_shapes(
@@ -219,7 +266,7 @@ def test_list_pages_newest_first_with_exact_shapes(
     for _ in range(3):
         ids.append(mstore.create("alice").task_id)
         mclock.advance(1)
-    mstore.create("bob")
+    bobs = mstore.create("bob").task_id
     first = router.handle("tasks/list", None, alice)
     assert set(first) == {"tasks", "nextCursor"}
     assert [t["taskId"] for t in first["tasks"]] == [ids[2], ids[1]]
@@ -228,7 +275,7 @@ def test_list_pages_newest_first_with_exact_shapes(
     second = router.handle("tasks/list", {"cursor": first["nextCursor"]}, alice)
     assert set(second) == {"tasks"}
     assert [t["taskId"] for t in second["tasks"]] == [ids[0]]
-    assert [t["taskId"] for t in router.handle("tasks/list", {}, bob)["tasks"]] != ids
+    assert [t["taskId"] for t in router.handle("tasks/list", {}, bob)["tasks"]] == [bobs]
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "", 12])
@@ -327,34 +374,46 @@ def test_concurrent_cancels_have_exactly_one_winner(
 def test_cancel_racing_completion_leaves_one_consistent_outcome(
     router: TaskRouter, mstore: TaskStore, alice: Caller
 ) -> None:
-    """A cancel racing a completion: exactly one wins and the task's status matches it."""
+    """A cancel racing a completion: exactly one wins, the loser gets the error naming the
+    winner's status, and the task's status matches the winner."""
     for _ in range(20):
         record = mstore.create("alice")
         barrier = threading.Barrier(2)
         wins: list[str] = []
+        losses: list[Any] = []
 
         def cancel() -> None:
             barrier.wait()
             try:
                 router.handle("tasks/cancel", {"taskId": record.task_id}, alice)
                 wins.append("cancelled")
-            except ProtocolError:
-                pass
+            except ProtocolError as exc:
+                losses.append(exc.to_jsonrpc())
 
         def complete() -> None:
             barrier.wait()
             try:
                 mstore.complete(record.task_id, "alice", {"content": []})
                 wins.append("completed")
-            except Exception:
-                pass
+            except InvalidTransitionError as exc:
+                losses.append(exc.from_status)
 
         threads = [threading.Thread(target=cancel), threading.Thread(target=complete)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
-        assert len(wins) == 1
+        assert len(wins) == 1 and len(losses) == 1, (wins, losses)
+        if wins == ["cancelled"]:
+            assert losses == ["cancelled"]  # complete() refused: the task was cancelled
+        else:
+            assert losses == [
+                {
+                    "code": -32602,
+                    "message": f"Cannot cancel task {record.task_id}: it is already completed",
+                    "data": {"taskId": record.task_id, "status": "completed"},
+                }
+            ]
         assert mstore.get(record.task_id, "alice").status.value == wins[0]
 
 

@@ -233,19 +233,25 @@ def test_cancelled_notification_cancels_an_inline_call(server: McpServer, alice:
             seen.set()
         return "ok"
 
+    replies: list[Any] = []
     worker = threading.Thread(
-        target=rpc,
-        args=(server, "tools/call", {"name": "inline_wait"}),
-        kwargs={"caller": alice, "id": 77},
+        target=lambda: replies.append(
+            rpc(server, "tools/call", {"name": "inline_wait"}, caller=alice, id=77)
+        )
     )
     worker.start()
-    entered.wait(5)
-    server.handle(
-        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 77}},
-        caller=alice,
+    assert entered.wait(5), "the tool never started"
+    assert (
+        server.handle(
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 77}},
+            caller=alice,
+        )
+        is None
     )
-    worker.join(5)
+    worker.join(10)  # the tool sleeps 30 s unless the cancel wakes it
+    assert not worker.is_alive()
     assert seen.is_set()
+    assert [reply["id"] for reply in replies] == [77]
 
 
 def test_result_stream_delivers_input_requests_then_the_answer(

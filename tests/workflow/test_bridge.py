@@ -81,7 +81,8 @@ def test_task_augmented_continuation_is_recorded(server: McpServer, store: TaskS
 
 
 def test_resume_needs_no_arguments(server: McpServer, store: TaskStore) -> None:
-    """Re-invoking the prompt with _task_id resumes without repeating required arguments."""
+    """Re-invoking the prompt with _task_id resumes without repeating required arguments; a
+    fresh run without them is refused with -32602 and starts nothing."""
     paused = _rpc(
         server, "prompts/get", {"name": "data_pipeline", "arguments": {"source": "nowhere"}}
     )
@@ -91,8 +92,20 @@ def test_resume_needs_no_arguments(server: McpServer, store: TaskStore) -> None:
     )
     assert again["_meta"]["task_id"] == workflow_id
     assert again["_meta"]["pause_reason"]["type"] == "toolError"
-    with pytest.raises(AssertionError):
-        _rpc(server, "prompts/get", {"name": "data_pipeline"})  # a fresh run needs `source`
+    before = [r.task_id for r in store.list("alice").tasks]
+    fresh = server.handle(
+        {"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "data_pipeline"}},
+        caller=ALICE,
+    )
+    assert fresh == {  # a fresh run still needs `source`, and starts nothing without it
+        "jsonrpc": "2.0",
+        "id": 2,
+        "error": {
+            "code": -32602,
+            "message": "Missing required arguments for prompt data_pipeline: source",
+        },
+    }
+    assert [r.task_id for r in store.list("alice").tasks] == before
 
 
 def test_registration_catches_definition_errors(server: McpServer) -> None:

@@ -223,10 +223,10 @@ def test_continuation_completes_the_workflow(
     assert PAUSE_REASON not in variables
     assert variables[RESULT_PREFIX + "fetch"] == {"rows": SOURCES["sales"]}
     transformed = tools.call("transform_data", {"rows": SOURCES["sales"]})
-    record_continuation(store, OWNER, run.task_id, "transform_data", {}, transformed)
+    assert record_continuation(store, OWNER, run.task_id, "transform_data", {}, transformed)
     assert store.get(run.task_id, OWNER).status is TaskStatus.WORKING
     stored = tools.call("store_data", {"rows": [1, 2]})
-    record_continuation(store, OWNER, run.task_id, "store_data", {}, stored)
+    assert record_continuation(store, OWNER, run.task_id, "store_data", {}, stored)
     assert store.get(run.task_id, OWNER).status is TaskStatus.COMPLETED
     summary = store.get_result(run.task_id, OWNER).result
     assert summary["structuredContent"]["steps"]["store"] == {"stored": 2, "destination": "memory"}
