@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from taskstore._open import open  # noqa: A004 - taskstore.open(url) is the entry point
+from taskstore._version import __version__
 from taskstore.backends import open_backend, register_backend
 from taskstore.backends.base import ListPosition, StorageBackend, VersionedRecord
 from taskstore.backends.memory import InMemoryBackend
@@ -18,6 +19,7 @@ from taskstore.config import StoreConfig
 from taskstore.context import TaskContext
 from taskstore.errors import (
     AnonymousAccessError,
+    AuthenticationError,
     BackendError,
     ConfigurationError,
     ConflictError,
@@ -26,12 +28,16 @@ from taskstore.errors import (
     InvalidTransitionError,
     MissingDependencyError,
     NotReadyError,
+    OutcomeError,
+    ProtocolError,
     QuotaExceededError,
     RecordNotFound,
     ResultTooLargeError,
+    TaskCancelled,
     TaskCancelledError,
     TaskNotFoundError,
     TaskStoreError,
+    ToolError,
     VariablesTooLargeError,
     VersionConflict,
 )
@@ -54,13 +60,12 @@ from taskstore.types import (
     ToolExecution,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ANONYMOUS_OWNER",
     "META_MODEL_IMMEDIATE_RESPONSE",
     "META_RELATED_TASK",
     "AnonymousAccessError",
+    "AuthenticationError",
     "BackendError",
     "CancelTaskParams",
     "Clock",
@@ -80,6 +85,8 @@ __all__ = [
     "MissingDependencyError",
     "NotReadyError",
     "Outcome",
+    "OutcomeError",
+    "ProtocolError",
     "QuotaExceededError",
     "RecordNotFound",
     "RelatedTaskMetadata",
@@ -89,6 +96,7 @@ __all__ = [
     "StoreConfig",
     "SystemClock",
     "Task",
+    "TaskCancelled",
     "TaskCancelledError",
     "TaskContext",
     "TaskMetadata",
@@ -98,6 +106,7 @@ __all__ = [
     "TaskStatus",
     "TaskStore",
     "TaskStoreError",
+    "ToolError",
     "ToolExecution",
     "VariablesTooLargeError",
     "VersionConflict",

@@ -1,12 +1,25 @@
-"""Command line: ``python -m taskstore demo | serve | dynamodb create-table``."""
+"""Command line: ``python -m taskstore demo | serve | dynamodb create-table``, and the
+command line of server scripts (:func:`run_cli`). Every command-line concern lives here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from taskstore.mcp.server import McpServer
+    from taskstore.store import TaskStore
+
+__all__ = ["main", "run_cli", "serve_main"]
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="memory://", help="storage URL (default memory://)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -19,9 +32,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", default="memory://", help="storage URL (default memory://)")
 
     serve = commands.add_parser("serve", help="run an MCP server with demo tools")
-    serve.add_argument("--store", default="memory://", help="storage URL (default memory://)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    _add_serve_arguments(serve)
 
     dynamodb = commands.add_parser("dynamodb", help="DynamoDB helpers")
     dynamodb_commands = dynamodb.add_subparsers(dest="dynamodb_command", required=True)
@@ -40,8 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.store)
     if args.command == "serve":
-        from taskstore.wsgi import serve_main
-
         return serve_main(store_url=args.store, host=args.host, port=args.port)
     if args.command == "dynamodb":
         from taskstore.backends.dynamodb import DynamoDbBackend
@@ -50,6 +59,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"created table {args.name}")
         return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def run_cli(
+    build: Callable[[TaskStore], McpServer],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+) -> int:
+    """Command line of an MCP server script: ``[--store URL] [--host] [--port]``, like
+    ``python -m taskstore serve``. Opens the store, builds the server with ``build(store)`` and
+    runs :func:`serve_forever`. Returns the exit status (2 for a bad store URL).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    _add_serve_arguments(parser)
+    args = parser.parse_args(argv)
+    return serve_main(args.store, args.host, args.port, build=build)
+
+
+def serve_main(
+    store_url: str = "memory://",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    build: Callable[[TaskStore], McpServer] | None = None,
+) -> int:
+    """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
+
+    Prints (and flushes) exactly one line on stdout once listening: the endpoint URL
+    ``http://HOST:PORT/mcp``. Returns the exit status: 0 after a clean shutdown, 1 when the
+    address cannot be bound, 2 for a bad store URL.
+
+    :param build: makes the server from the opened store (default: the demo tools).
+    """
+    from taskstore._open import open as open_store
+    from taskstore.errors import ConfigurationError
+
+    try:
+        store = open_store(store_url)
+    except ConfigurationError as exc:
+        print(f"taskstore serve: {exc}", file=sys.stderr)
+        return 2
+    from taskstore.http.serve import serve_forever
+
+    return serve_forever((build or _demo_server)(store), host, port)
+
+
+def _demo_server(store: TaskStore) -> McpServer:
+    from taskstore.mcp.demo import register_demo_tools
+    from taskstore.mcp.server import McpServer
+
+    server = McpServer(
+        store,
+        name="taskstore-demo",
+        instructions="Demo tools of taskstore: call long_job as a task and poll it.",
+    )
+    register_demo_tools(server)
+    return server
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-import taskstore
+from taskstore._open import open as open_store
+from taskstore._version import __version__
 from taskstore.context import TaskContext
 from taskstore.errors import InvalidTransitionError
 from taskstore.record import TaskRecord
@@ -67,8 +68,8 @@ def _worker_with_input(
 def run_demo(store_url: str = "memory://", out: TextIO | None = None) -> int:
     """Run the walkthrough on ``store_url`` and print each step's wire JSON; return 0."""
     printer = _Printer(out if out is not None else sys.stdout)
-    with taskstore.open(store_url, default_ttl_ms=600_000, poll_interval_ms=500) as store:
-        printer.step(f"taskstore {taskstore.__version__} on {store_url}")
+    with open_store(store_url, default_ttl_ms=600_000, poll_interval_ms=500) as store:
+        printer.step(f"taskstore {__version__} on {store_url}")
         events: list[str] = []
         store.subscribe(
             lambda task: events.append(f"{task['taskId'][:8]} → {task['status']}"), owner=_OWNER

@@ -1,9 +1,14 @@
-"""The taskstore exception tree.
+"""The taskstore exception tree, and the JSON-RPC error codes (defined here once).
 
-Every error raised by taskstore derives from :class:`TaskStoreError` and carries the JSON-RPC
+Every exception taskstore raises derives from :class:`TaskStoreError` and carries the JSON-RPC
 ``code`` it maps to on the wire (``None`` for configuration errors, which never reach a client)::
 
     TaskStoreError
+    ├── ProtocolError               (own)   a JSON-RPC error that is not about one task
+    │   └── OutcomeError            (own)   a task's stored JSON-RPC error, sent verbatim
+    ├── AuthenticationError         -32600  the transport refuses the caller (HTTP 401)
+    ├── ToolError                   -32603  a tool execution error (``isError: true`` result)
+    ├── TaskCancelled               -32603  inside a tool: its task was cancelled, stop
     ├── TaskNotFoundError           -32602  unknown, expired or another owner's task
     ├── InvalidTransitionError      -32602  the state machine refuses the move
     ├── InvalidParamsError          -32602  bad ttl, bad variables, malformed input
@@ -19,19 +24,25 @@ Every error raised by taskstore derives from :class:`TaskStoreError` and carries
     ├── RecordNotFound              -32603  backend contract: key absent or expired
     ├── VersionConflict             -32603  backend contract: compare-and-set lost
     └── ConfigurationError          None    bad URL, bad option, unknown scheme
-        └── MissingDependencyError          optional driver not installed (also ImportError)
+        ├── MissingDependencyError          optional driver not installed (also ImportError)
+        └── WorkflowDefinitionError         a workflow that cannot run (taskstore.workflow)
 
 ``RecordNotFound`` and ``VersionConflict`` are the backend contract's signals (DESIGN §6); the
-store translates them and they never reach a protocol client. Messages never name an owner, so
-an error sent to one client cannot leak another client's data.
+store translates them and they never reach a protocol client. :class:`ToolError` and
+:class:`TaskCancelled` are signals between a tool and the tool runner, which turns them into a
+result (never a JSON-RPC error). Messages never name an owner, so an error sent to one client
+cannot leak another client's data. ``WorkflowDefinitionError`` lives in
+:mod:`taskstore.workflow.definition` (it names workflow parts) but belongs to this tree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
     "AnonymousAccessError",
+    "AuthenticationError",
     "BackendError",
     "ConfigurationError",
     "ConflictError",
@@ -40,16 +51,23 @@ __all__ = [
     "InvalidTransitionError",
     "MissingDependencyError",
     "NotReadyError",
+    "OutcomeError",
+    "ProtocolError",
     "QuotaExceededError",
     "RecordNotFound",
     "ResultTooLargeError",
+    "TaskCancelled",
     "TaskCancelledError",
     "TaskNotFoundError",
     "TaskStoreError",
+    "ToolError",
     "VariablesTooLargeError",
     "VersionConflict",
 ]
 
+#: JSON-RPC 2.0 error codes: the only place they are defined (``taskstore.mcp.jsonrpc``
+#: re-exports them; ``__all__`` here lists the exception classes only).
+PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -141,6 +159,14 @@ class NotReadyError(TaskStoreError):
 
     code = INVALID_PARAMS
 
+    @classmethod
+    def of_task(cls, task_id: str, status: str) -> NotReadyError:
+        """The error for task ``task_id``, still ``status``."""
+        return cls(
+            f"Task {task_id} is not finished yet (status: {status})",
+            data={"taskId": task_id, "status": status},
+        )
+
 
 class TaskCancelledError(NotReadyError):
     """The task was cancelled: it has no outcome and never will."""
@@ -165,6 +191,14 @@ class QuotaExceededError(TaskStoreError):
 
 class ConflictError(TaskStoreError):
     """Concurrent writers kept winning the compare-and-set for longer than the retry budget."""
+
+    @classmethod
+    def of_task(cls, task_id: str, attempts: int) -> ConflictError:
+        """The error for task ``task_id`` after ``attempts`` lost compare-and-sets."""
+        return cls(
+            f"Task {task_id} is being updated concurrently; gave up after {attempts} attempts",
+            data={"taskId": task_id, "attempts": attempts},
+        )
 
 
 class BackendError(TaskStoreError):
@@ -208,3 +242,86 @@ class ConfigurationError(TaskStoreError):
 
 class MissingDependencyError(ConfigurationError, ImportError):
     """An optional driver is not installed; the message is the exact ``pip install`` command."""
+
+
+class ProtocolError(TaskStoreError):
+    """A JSON-RPC error that is not about one task (unknown method, malformed request, ...),
+    with its code given per instance.
+
+    :param code: the JSON-RPC error code.
+    :param message: text safe to send to the client.
+    :param data: optional JSON ``data`` member.
+    """
+
+    code: int
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message, data=data)
+        self.code = code
+
+
+class OutcomeError(ProtocolError):
+    """The task's stored outcome is a JSON-RPC error: ``tasks/result`` answers with it.
+
+    It carries a stored error verbatim (its code included), which the tree's fixed per-class
+    codes cannot express.
+
+    :param error: the stored error object, sent unchanged (same code, message, data).
+    """
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        code = error.get("code")
+        super().__init__(
+            code if isinstance(code, int) and not isinstance(code, bool) else INTERNAL_ERROR,
+            str(error.get("message", "")),
+            error.get("data"),
+        )
+        self.error = dict(error)
+
+
+class AuthenticationError(TaskStoreError):
+    """Raised by an authenticator to refuse a request (HTTP 401).
+
+    :param message: safe to show the client.
+    """
+
+    code = INVALID_REQUEST
+
+    def __init__(self, message: str = "Authentication required") -> None:
+        super().__init__(message)
+
+
+class ToolError(TaskStoreError):
+    """A tool execution error: the call answers ``isError: true`` with this message as text.
+
+    Raised by tool handlers; the tool runner turns it into the result (a task-augmented call
+    settles its task with it), never into a JSON-RPC error.
+
+    :param message: what went wrong, for the model and the user.
+    :param structured_content: optional ``structuredContent`` of the error result.
+    """
+
+    def __init__(self, message: str, *, structured_content: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.structured_content = structured_content
+
+    def to_result(self) -> dict[str, Any]:
+        """The ``CallToolResult`` (``isError: true``) this error stands for: one text block
+        with the message. (The package's one ``isError`` builder:
+        :func:`taskstore.mcp.tools.error_result` is this.)"""
+        result: dict[str, Any] = {
+            "content": [{"type": "text", "text": self.message}],
+            "isError": True,
+        }
+        if self.structured_content is not None:
+            result["structuredContent"] = dict(self.structured_content)
+        return result
+
+
+class TaskCancelled(TaskStoreError):
+    """Raised inside a tool (by ``ToolContext.elicit``, or by the tool itself) when its task
+    was cancelled; the runner treats it as a quiet end: the task is already final."""
+
+    def __init__(self, task_id: str | None = None) -> None:
+        super().__init__(f"Task {task_id} was cancelled" if task_id else "The call was cancelled")
+        self.task_id = task_id

@@ -20,7 +20,7 @@ import msgspec
 
 from taskstore.errors import BackendError, InvalidParamsError, VariablesTooLargeError
 from taskstore.states import TERMINAL_STATUSES, TaskStatus
-from taskstore.types import Task
+from taskstore.types import Task, task_wire
 
 __all__ = [
     "Outcome",
@@ -130,18 +130,15 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return self.outcome.error if self.outcome is not None else None
 
     def to_wire(self, *, include_variables: bool = False) -> dict[str, Any]:
-        """Return the flat wire dict of the task (the ``tasks/get`` result shape).
+        """Return the flat MCP 2025-11-25 wire dict of the task (the ``tasks/get`` result
+        shape; kept for DESIGN §5's API: the protocol layer projects records through
+        ``taskstore.mcp.projections`` instead).
 
         :param include_variables: inject the variables at the top level of ``_meta`` (the
             ``pmcp-tasks`` extension); reserved ``io.modelcontextprotocol/`` keys already in
             ``_meta`` win over variables of the same name.
         """
-        wire: dict[str, Any] = msgspec.to_builtins(self.task)
-        if include_variables and self.variables:
-            meta = dict(self.variables)
-            meta.update(wire.get("_meta") or {})
-            wire["_meta"] = meta
-        return wire
+        return task_wire(self.task, self.variables if include_variables else None)
 
 
 _canonical = msgspec.json.Encoder(order="sorted")

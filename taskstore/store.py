@@ -8,20 +8,16 @@ bounded by time. Reads that only need status never fetch or decode outcomes.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
-import os
 import random
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
+from taskstore._keys import decode_cursor, encode_cursor, key_text
+from taskstore._keys import new_task_id as _new_task_id
 from taskstore.backends.base import ListPosition, RecordKey, StorageBackend
 from taskstore.clock import Clock, SystemClock, format_timestamp
 from taskstore.config import StoreConfig
@@ -37,6 +33,7 @@ from taskstore.errors import (
     TaskNotFoundError,
     VersionConflict,
 )
+from taskstore.events import RecordCallback, StatusCallback, StatusEvents, encode_event
 from taskstore.record import (
     Outcome,
     TaskRecord,
@@ -51,12 +48,10 @@ from taskstore.security import SecurityConfig, is_anonymous
 from taskstore.states import TaskStatus, validate_transition
 from taskstore.types import Task
 
-__all__ = ["StatusCallback", "TaskPage", "TaskStore"]
+__all__ = ["RecordCallback", "StatusCallback", "TaskPage", "TaskStore"]
 
 _log = logging.getLogger("taskstore.store")
 
-#: Receives the flat wire dict of a task whose status just changed.
-StatusCallback = Callable[[dict[str, Any]], None]
 
 # Results may legitimately be deep; the cap only keeps a hostile value from exhausting the stack.
 _RESULT_MAX_DEPTH = 256
@@ -72,53 +67,16 @@ class TaskPage(NamedTuple):
     next_cursor: str | None
 
 
-class _Event(msgspec.Struct, frozen=True):
-    owner: str
-    task: dict[str, Any]
-
-
 class _Change(NamedTuple):
     record: TaskRecord
     outcome: Outcome | None = None
     status_changed: bool = False
 
 
-_event_encoder = msgspec.json.Encoder()
-_event_decoder = msgspec.json.Decoder(_Event)
-_cursor_encoder = msgspec.json.Encoder()
-_cursor_decoder = msgspec.json.Decoder(tuple[int, int, str, str])
-_CURSOR_FORMAT = 1
 _OUTCOME_OVERHEAD = {
     "result": len(encode_outcome(Outcome.of_result(0))) - 1,
     "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
 }
-
-
-_random = threading.local()
-_RANDOM_BATCH = 16 * 256
-
-
-def _new_task_id() -> str:
-    """A random UUID4 string (122 random bits) from a per-thread ``os.urandom`` batch.
-
-    One ``os.urandom`` call per id releases the GIL on every create; with many threads creating
-    at once that convoys them (measured: 8-thread create throughput fell to 0.6× of one thread).
-    The batch is bound to the process id: a forked child (gunicorn workers) must never replay
-    its parent's random bytes.
-    """
-    state = _random.__dict__
-    offset = state.get("offset", _RANDOM_BATCH)
-    pid = os.getpid()
-    if offset >= _RANDOM_BATCH or state.get("pid") != pid:
-        state["batch"] = os.urandom(_RANDOM_BATCH)
-        state["pid"] = pid
-        offset = 0
-    state["offset"] = offset + 16
-    return str(uuid.UUID(bytes=state["batch"][offset : offset + 16], version=4))
-
-
-def _owner_tag(owner: str) -> str:
-    return hashlib.blake2b(owner.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 class TaskStore:
@@ -147,9 +105,8 @@ class TaskStore:
         self.config = config if config is not None else StoreConfig()
         self.security = security if security is not None else SecurityConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._subscribers: list[tuple[StatusCallback, str | None]] = []
-        self._subscribers_lock = threading.Lock()
-        self._remove_listener: Callable[[], None] | None = None
+        # (callback as registered, owner filter, what to call with the changed record)
+        self._events = StatusEvents(backend)
         backend_variables = getattr(backend, "max_variable_bytes", None)
         backend_results = getattr(backend, "max_result_bytes", None)
         #: Effective variables cap: the smaller of the config's and the backend's.
@@ -267,10 +224,7 @@ class TaskStore:
         if record.status is TaskStatus.CANCELLED:
             raise TaskCancelledError(task_id)
         if not record.is_terminal:
-            raise NotReadyError(
-                f"Task {task_id} is not finished yet (status: {record.status.value})",
-                data={"taskId": task_id, "status": record.status.value},
-            )
+            raise NotReadyError.of_task(task_id, record.status.value)
         if stored.outcome is None:
             return Outcome.of_error(
                 {"code": -32603, "message": record.task.status_message or "Task failed"}
@@ -327,7 +281,7 @@ class TaskStore:
             raise InvalidParamsError(
                 f"limit must be an integer from 1 to {self.config.max_list_page_size}"
             )
-        after = None if cursor is None else self._decode_cursor(cursor, owner)
+        after = None if cursor is None else decode_cursor(cursor, owner)
         try:
             stored = self.backend.list_by_prefix(
                 owner, after, limit + 1, now_ms=self.clock.now_ms()
@@ -344,7 +298,8 @@ class TaskStore:
         if len(records) > limit:
             records = records[:limit]
             last = records[-1]
-            return TaskPage(records, self._encode_cursor(last.created_at_ms, last.task_id, owner))
+            position = ListPosition(last.created_at_ms, last.task_id)
+            return TaskPage(records, encode_cursor(position, owner))
         return TaskPage(records, None)
 
     def cleanup_expired(self) -> int:
@@ -510,69 +465,43 @@ class TaskStore:
 
     # -- events --------------------------------------------------------------------------
 
+    def watch(self, callback: RecordCallback, *, owner: str | None = None) -> Callable[[], None]:
+        """Call ``callback(record)`` after every status change (of ``owner``'s tasks only,
+        when given); return a function that unsubscribes.
+
+        The record is the task after the change, without its variables, request or outcome
+        (events stay small; read the task for more). Changes made by other processes sharing
+        the storage are delivered too where the backend carries events across processes
+        (Redis). Callbacks run on the writer's or the backend's listener thread; one that raises
+        is logged and never breaks the store.
+        """
+        return self._events.watch(callback, owner)
+
     def subscribe(
         self, callback: StatusCallback, *, owner: str | None = None
     ) -> Callable[[], None]:
-        """Call ``callback(task_wire_dict)`` after every status change (of ``owner``'s tasks
-        only, when given); return a function that unsubscribes.
+        """Like :meth:`watch`, but ``callback`` gets the flat MCP 2025-11-25 wire dict of the
+        task (``record.to_wire()``), as DESIGN §5's status events."""
+        return self._events.subscribe(callback, owner)
 
-        Changes made by other processes sharing the storage are delivered too where the backend
-        carries events across processes (Redis). Callbacks run on the writer's or the backend's
-        listener thread; one that raises is logged and never breaks the store.
-        """
-        with self._subscribers_lock:
-            self._subscribers.append((callback, owner))
-            if self._remove_listener is None:
-                self._remove_listener = self.backend.add_listener(self._dispatch)
-
-        def unsubscribe() -> None:
-            self.unsubscribe(callback)
-
-        return unsubscribe
-
-    def unsubscribe(self, callback: StatusCallback) -> None:
-        """Stop calling ``callback`` (every subscription of it); unknown callbacks are ignored."""
-        with self._subscribers_lock:
-            self._subscribers = [(cb, o) for cb, o in self._subscribers if cb is not callback]
-            if not self._subscribers and self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
+    def unsubscribe(self, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback`` (every subscription of it, through :meth:`subscribe` or
+        :meth:`watch`); unknown callbacks are ignored."""
+        self._events.unsubscribe(callback)
 
     def close(self) -> None:
         """Unsubscribe everything and close the backend."""
-        with self._subscribers_lock:
-            self._subscribers = []
-            if self._remove_listener is not None:
-                self._remove_listener()
-                self._remove_listener = None
+        self._events.close()
         self.backend.close()
-
-    def _dispatch(self, data: bytes) -> None:
-        try:
-            event = _event_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            _log.warning("ignoring a malformed task event")
-            return
-        for callback, owner in self._subscribers:
-            if owner is not None and owner != event.owner:
-                continue
-            try:
-                callback(event.task)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not break the writer
-                _log.exception("task status subscriber %r failed", callback)
 
     # -- internals -----------------------------------------------------------------------
 
     @staticmethod
-    def _check_owner(owner: object) -> None:
-        if not isinstance(owner, str):
-            raise InvalidParamsError("owner must be a string")
+    def _check_owner(owner: object) -> str:
+        return key_text(owner, "owner")
 
     def _key(self, task_id: object, owner: object) -> RecordKey:
-        self._check_owner(owner)
-        if not isinstance(task_id, str):
-            raise InvalidParamsError("taskId must be a string")
-        return (owner, task_id)  # type: ignore[return-value]
+        return (key_text(owner, "owner"), key_text(task_id, "task id"))
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
@@ -654,9 +583,6 @@ class TaskStore:
             raise TaskNotFoundError(key[1]) from None
         return self._decode(stored.data, stored.version, key[0], key[1]), now
 
-    def _event(self, record: TaskRecord) -> bytes:
-        return _event_encoder.encode(_Event(owner=record.owner, task=record.to_wire()))
-
     def _mutate(
         self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
     ) -> TaskRecord:
@@ -676,38 +602,20 @@ class TaskStore:
                     encode_record(change.record),
                     record.version,
                     outcome=None if change.outcome is None else encode_outcome(change.outcome),
-                    event=self._event(change.record) if change.status_changed else None,
+                    event=(
+                        encode_event(change.record, record.version + 1)
+                        if change.status_changed
+                        else None
+                    ),
                     now_ms=now,
                 )
             except VersionConflict as conflict:
                 if conflict.actual == 0:
                     raise TaskNotFoundError(task_id) from None
                 if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"Task {task_id} is being updated concurrently; gave up after "
-                        f"{attempts} attempts",
-                        data={"taskId": task_id, "attempts": attempts},
-                    ) from conflict
+                    raise ConflictError.of_task(task_id, attempts) from conflict
                 # Full jitter keeps racing writers from retrying in lockstep.
                 time.sleep(random.uniform(0, backoff))
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
             return msgspec.structs.replace(change.record, version=version, outcome=change.outcome)
-
-    @staticmethod
-    def _encode_cursor(sort_ms: int, task_id: str, owner: str) -> str:
-        raw = _cursor_encoder.encode((_CURSOR_FORMAT, sort_ms, task_id, _owner_tag(owner)))
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(cursor: object, owner: str) -> ListPosition:
-        if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
-            raise InvalidCursorError("Invalid cursor")
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            fmt, sort_ms, task_id, tag = _cursor_decoder.decode(raw)
-        except (binascii.Error, ValueError, msgspec.ValidationError, msgspec.DecodeError):
-            raise InvalidCursorError("Invalid cursor") from None
-        if fmt != _CURSOR_FORMAT or tag != _owner_tag(owner):
-            raise InvalidCursorError("Invalid cursor")
-        return ListPosition(sort_ms, task_id)

@@ -10,6 +10,7 @@ decoders) for inbound JSON: a Struct's ``__init__`` does not type-check, ``decod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -39,6 +40,7 @@ __all__ = [
     "decode",
     "encode",
     "server_tasks_capability",
+    "task_wire",
     "to_builtins",
 ]
 
@@ -139,8 +141,9 @@ class CancelTaskParams(WireStruct, frozen=True):
         return self.result is not msgspec.UNSET
 
 
-class ToolExecution(WireStruct, frozen=True):
-    """``execution`` member of a tool declaration in ``tools/list``."""
+class ToolExecution(WireStruct, frozen=True, omit_defaults=False):
+    """``execution`` member of a tool declaration in ``tools/list`` (``taskSupport`` always
+    present, ``"forbidden"`` included)."""
 
     task_support: TaskSupport = "forbidden"
 
@@ -206,6 +209,18 @@ class WorkflowPauseReason(WireStruct, frozen=True):
 
 _encoder = msgspec.json.Encoder()
 _T = TypeVar("_T")
+
+
+def task_wire(task: Task, extra_meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The flat 2025-11-25 wire dict of ``task``, with ``extra_meta`` merged under ``_meta``
+    (keys already in the task's own ``_meta`` win: reserved ``io.modelcontextprotocol/`` keys
+    are never overridden)."""
+    wire: dict[str, Any] = msgspec.to_builtins(task)
+    if extra_meta:
+        meta = dict(extra_meta)
+        meta.update(wire.get("_meta") or {})
+        wire["_meta"] = meta
+    return wire
 
 
 def encode(value: Any) -> bytes:

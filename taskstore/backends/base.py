@@ -21,11 +21,14 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import msgspec
+
+from taskstore.errors import QuotaExceededError
 
 __all__ = [
     "KEEP",
@@ -37,6 +40,10 @@ __all__ = [
     "StorageBackend",
     "VersionedRecord",
     "encode_key_part",
+    "key_bytes",
+    "key_str",
+    "now_ms",
+    "quota_exceeded",
 ]
 
 #: A record's key: ``(owner, task_id)``. Both parts are arbitrary strings.
@@ -268,10 +275,38 @@ class StorageBackend(Protocol):
 
 
 def encode_key_part(text: str) -> str:
-    """Encode an owner or task id for use inside a storage key, injectively.
+    """Encode an owner or task id for use inside a storage key, injectively: the one key
+    encoding every backend uses.
 
-    Percent-encoding of everything except ``A-Z a-z 0-9 _ . - ~``: the result never contains
-    ``:``, ``/``, ``#``, ``{`` or ``}``, so owners that are prefixes of each other or contain
-    separators can never collide or break a Redis hash tag.
+    Percent-encoding of the UTF-8 bytes of everything except ``A-Z a-z 0-9 _ . - ~``: the
+    result never contains ``:``, ``/``, ``#``, ``{`` or ``}``, so owners that are prefixes of
+    each other or contain separators can never collide or break a Redis hash tag. Total over
+    every ``str``: lone surrogates (no UTF-8 form) are encoded through ``surrogatepass``, still
+    injectively. (:class:`~taskstore.store.TaskStore` refuses such owners and task ids with
+    ``InvalidParamsError`` before any backend call; a backend used directly may still get them.)
     """
-    return quote(text, safe="")
+    return quote(key_bytes(text), safe="")
+
+
+def key_bytes(text: str) -> bytes:
+    """``text`` as key bytes: UTF-8, lone surrogates through ``surrogatepass`` (which keeps every
+    ``str`` encodable and preserves code point order under memcmp). :func:`key_str` inverts it."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def key_str(data: bytes) -> str:
+    """The text of key bytes made by :func:`key_bytes`."""
+    return data.decode("utf-8", "surrogatepass")
+
+
+def now_ms(given: int | None) -> int:
+    """``given``, or the wall clock in epoch ms when ``None`` (backends called without the
+    store's clock)."""
+    return time.time_ns() // 1_000_000 if given is None else given
+
+
+def quota_exceeded(max_live: int) -> QuotaExceededError:
+    """The error every backend raises when an owner already holds ``max_live`` live records."""
+    return QuotaExceededError(
+        f"Task quota exceeded: at most {max_live} live tasks per owner", data={"limit": max_live}
+    )

@@ -13,7 +13,6 @@ import bisect
 import heapq
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +27,10 @@ from taskstore.backends.base import (
     ListPosition,
     RecordKey,
     VersionedRecord,
+    quota_exceeded,
 )
-from taskstore.errors import ConfigurationError, QuotaExceededError, RecordNotFound, VersionConflict
+from taskstore.backends.base import now_ms as _now_ms
+from taskstore.errors import ConfigurationError, RecordNotFound, VersionConflict
 
 __all__ = ["InMemoryBackend"]
 
@@ -112,10 +113,6 @@ class InMemoryBackend:
 
     def _stripe(self, owner: str) -> _Stripe:
         return self._stripes[hash(owner) % len(self._stripes)]
-
-    @staticmethod
-    def _now(now_ms: int | None) -> int:
-        return time.time_ns() // 1_000_000 if now_ms is None else now_ms
 
     @staticmethod
     def _remove(stripe: _Stripe, owner: str, task_id: str) -> _Entry | None:
@@ -205,7 +202,7 @@ class InMemoryBackend:
 
         Without the outcome this takes no lock: records are immutable snapshots.
         """
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         if not include_outcome:
             shard = stripe.shards.get(key[0])
@@ -232,7 +229,7 @@ class InMemoryBackend:
     ) -> int:
         """See :meth:`StorageBackend.put <taskstore.backends.base.StorageBackend.put>`."""
         self._check_open()
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:
             current = self._live_entry(stripe, key, now)
@@ -281,7 +278,7 @@ class InMemoryBackend:
         """See :meth:`StorageBackend.put_if_version
         <taskstore.backends.base.StorageBackend.put_if_version>`."""
         self._check_open()
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:
             entry = self._live_entry(stripe, key, now)
@@ -319,7 +316,7 @@ class InMemoryBackend:
     ) -> int:
         """See :meth:`StorageBackend.create <taskstore.backends.base.StorageBackend.create>`."""
         self._check_open()
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:
             existing = self._live_entry(stripe, key, now)
@@ -331,10 +328,7 @@ class InMemoryBackend:
             if max_live is not None:
                 shard = stripe.shards.get(key[0])
                 if shard is not None and len(shard.records) >= max_live:
-                    raise QuotaExceededError(
-                        f"Task quota exceeded: at most {max_live} live tasks per owner",
-                        data={"limit": max_live},
-                    )
+                    raise quota_exceeded(max_live)
             record = VersionedRecord(
                 key=key, data=data, version=1, expires_at_ms=expires_at_ms, sort_ms=sort_ms
             )
@@ -363,7 +357,7 @@ class InMemoryBackend:
     ) -> list[VersionedRecord]:
         """See :meth:`StorageBackend.list_by_prefix
         <taskstore.backends.base.StorageBackend.list_by_prefix>`."""
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         stripe = self._stripe(owner)
         page: list[VersionedRecord] = []
         with stripe.lock:
@@ -387,7 +381,7 @@ class InMemoryBackend:
     def cleanup_expired(self, now_ms: int | None = None) -> int:
         """See :meth:`StorageBackend.cleanup_expired
         <taskstore.backends.base.StorageBackend.cleanup_expired>`."""
-        now = self._now(now_ms)
+        now = _now_ms(now_ms)
         removed = 0
         for stripe in self._stripes:
             if stripe.expiry and stripe.expiry[0][0] <= now:

@@ -19,6 +19,7 @@ server (MCP 2025-11-25 ``tasks`` utility).
 
 from __future__ import annotations
 
+from taskstore.errors import OutcomeError, ProtocolError, TaskCancelled, ToolError
 from taskstore.mcp.auth import AuthContext, Caller
 from taskstore.mcp.capabilities import (
     LATEST_PROTOCOL_VERSION,
@@ -26,23 +27,29 @@ from taskstore.mcp.capabilities import (
     negotiate_version,
     server_capabilities,
 )
-from taskstore.mcp.context import TaskCancelled, ToolContext
+from taskstore.mcp.context import ToolContext
+from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
+from taskstore.mcp.host import Host, ToolCallHook
 from taskstore.mcp.inputs import InputBroker
-from taskstore.mcp.jsonrpc import ProtocolError, error_object
+from taskstore.mcp.jsonrpc import error_object
 from taskstore.mcp.notifications import NotificationSender, StatusNotifier, status_notification
-from taskstore.mcp.projection import LEGACY, LegacyProjection, OutcomeError, Projection
+from taskstore.mcp.projections import LEGACY, LegacyProjection, Projection
 from taskstore.mcp.prompts import PromptArgument, PromptContext, PromptRegistry, PromptSpec
+from taskstore.mcp.request import RequestContext
 from taskstore.mcp.router import TaskRouter
-from taskstore.mcp.runner import ToolRunner
-from taskstore.mcp.server import McpServer, RequestContext
-from taskstore.mcp.tools import ToolError, ToolRegistry, ToolSpec
+from taskstore.mcp.runner import ToolAnswer, ToolRunner
+from taskstore.mcp.server import McpServer, Reply, ReplyStream
+from taskstore.mcp.tools import ToolRegistry, ToolSpec
 
 __all__ = [
+    "ERA_2025_11_25",
     "LATEST_PROTOCOL_VERSION",
     "LEGACY",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "AuthContext",
     "Caller",
+    "Era",
+    "Host",
     "InputBroker",
     "LegacyProjection",
     "McpServer",
@@ -54,15 +61,20 @@ __all__ = [
     "PromptRegistry",
     "PromptSpec",
     "ProtocolError",
+    "Reply",
+    "ReplyStream",
     "RequestContext",
     "StatusNotifier",
     "TaskCancelled",
     "TaskRouter",
+    "ToolAnswer",
+    "ToolCallHook",
     "ToolContext",
     "ToolError",
     "ToolRegistry",
     "ToolRunner",
     "ToolSpec",
+    "era_of",
     "error_object",
     "negotiate_version",
     "server_capabilities",

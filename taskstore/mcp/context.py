@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskstore.context import TaskContext
-from taskstore.errors import InvalidTransitionError, TaskNotFoundError
+from taskstore.errors import InvalidTransitionError, TaskCancelled, TaskNotFoundError, ToolError
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import JsonDict, notification
 from taskstore.mcp.notifications import NotificationSender
@@ -31,11 +31,6 @@ _log = logging.getLogger("taskstore.mcp")
 # Without store events from other processes (e.g. DynamoDB), a waiting tool re-reads its task
 # this often to notice a cancel made elsewhere.
 _CANCEL_POLL_S = 0.5
-
-
-class TaskCancelled(Exception):
-    """Raised inside a tool by :meth:`ToolContext.elicit` (and available to tools) when the
-    task was cancelled; the runner treats it as a quiet end: the task is already final."""
 
 
 class ToolContext:
@@ -183,8 +178,6 @@ class ToolContext:
         :raises TimeoutError: no answer within ``timeout``.
         :raises ToolError: the client answered with a JSON-RPC error.
         """
-        from taskstore.mcp.tools import ToolError
-
         task = self._require_task()
         if self.inputs is None:
             raise RuntimeError("this server cannot carry input requests")

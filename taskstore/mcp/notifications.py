@@ -1,26 +1,27 @@
-"""``notifications/tasks/status``: every status change of an owner's tasks, as a JSON-RPC
-notification handed to a pluggable :class:`NotificationSender`.
+"""Status notifications: every status change of an owner's tasks, projected for the
+subscriber's era and handed to a pluggable :class:`NotificationSender`.
 
-Built on :meth:`taskstore.TaskStore.subscribe`, so changes made by other processes sharing a
-Redis store are delivered too. Params are the Task fields, flat, without related-task
-``_meta`` (spec: the task id is already there).
+Built on :meth:`taskstore.TaskStore.watch`, so changes made by other processes sharing a Redis
+store are delivered too. The store's events carry records; the era's projection decides what
+the notification looks like (2025-11-25: ``notifications/tasks/status`` with the Task fields
+flat, without related-task ``_meta``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
-from taskstore.mcp.jsonrpc import JsonDict, notification
+from taskstore.aliases import JsonDict
+from taskstore.mcp.projections import LEGACY, Projection
+from taskstore.mcp.projections.legacy import STATUS_METHOD, status_notification
+from taskstore.record import TaskRecord
 from taskstore.store import TaskStore
-from taskstore.types import META_RELATED_TASK
 
 __all__ = ["STATUS_METHOD", "NotificationSender", "StatusNotifier", "status_notification"]
 
 _log = logging.getLogger("taskstore.mcp")
-
-STATUS_METHOD = "notifications/tasks/status"
 
 
 @runtime_checkable
@@ -36,19 +37,6 @@ class NotificationSender(Protocol):
         ...
 
 
-def status_notification(task: Mapping[str, Any]) -> JsonDict:
-    """The ``notifications/tasks/status`` message for a task's flat wire dict."""
-    params = dict(task)
-    meta = params.get("_meta")
-    if isinstance(meta, Mapping) and META_RELATED_TASK in meta:
-        rest = {k: v for k, v in meta.items() if k != META_RELATED_TASK}
-        if rest:
-            params["_meta"] = rest
-        else:
-            del params["_meta"]
-    return notification(STATUS_METHOD, params)
-
-
 class StatusNotifier:
     """Subscribes senders to the status changes of one owner's tasks.
 
@@ -58,14 +46,22 @@ class StatusNotifier:
     def __init__(self, store: TaskStore) -> None:
         self.store = store
 
-    def attach(self, owner: str, sender: NotificationSender) -> Callable[[], None]:
-        """Send a notification to ``sender`` for every status change of ``owner``'s tasks
-        until the returned function is called."""
+    def attach(
+        self, owner: str, sender: NotificationSender, projection: Projection = LEGACY
+    ) -> Callable[[], None]:
+        """Send ``projection``'s notification to ``sender`` for every status change of
+        ``owner``'s tasks until the returned function is called.
 
-        def on_change(task: dict[str, Any]) -> None:
+        :param projection: the era of the subscriber (its session).
+        """
+
+        def on_change(record: TaskRecord) -> None:
+            message = projection.status_notification(record)
+            if message is None:
+                return
             try:
-                sender.send(status_notification(task))
+                sender.send(message)
             except Exception:  # noqa: BLE001 - a broken sender must not break the writer
                 _log.warning("a notification sender failed", exc_info=True)
 
-        return self.store.subscribe(on_change, owner=owner)
+        return self.store.watch(on_change, owner=owner)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from taskstore.aliases import JsonDict
+from taskstore.errors import INTERNAL_ERROR, INVALID_PARAMS, ProtocolError
 from taskstore.mcp.auth import Caller
-from taskstore.mcp.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, JsonDict, ProtocolError
-
-if TYPE_CHECKING:
-    from taskstore.mcp.server import McpServer
+from taskstore.mcp.host import Host
 
 __all__ = ["PromptArgument", "PromptContext", "PromptHandler", "PromptRegistry", "PromptSpec"]
 
@@ -44,12 +43,12 @@ class PromptContext:
     """What a prompt handler gets besides its arguments.
 
     :ivar caller: who asked (``caller.owner`` owns any task the prompt creates).
-    :ivar server: the server, for its store, tools and runner.
+    :ivar host: the server's store and tools (:class:`~taskstore.mcp.host.Host`).
     :ivar meta: the request's ``_meta`` (e.g. a workflow continuation's ``_task_id``).
     """
 
     caller: Caller
-    server: McpServer
+    host: Host
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -1,11 +1,13 @@
 """``TaskRouter``: JSON-in/JSON-out handlers for ``tasks/get``, ``tasks/result``, ``tasks/list``
 and ``tasks/cancel`` (MCP 2025-11-25), usable from any synchronous JSON-RPC server.
 
-Every handler takes the request ``params`` (a JSON object or ``None``) and the :class:`Caller`,
-and returns the JSON-RPC ``result`` object or raises an error that carries its JSON-RPC code
-(:mod:`taskstore.errors`, :class:`~taskstore.mcp.jsonrpc.ProtocolError`, or
-:class:`~taskstore.mcp.projection.OutcomeError` for a stored error). Map errors with
-:func:`taskstore.mcp.jsonrpc.error_object`.
+Every handler takes the request ``params`` (a JSON object or ``None``) and the request's
+:class:`~taskstore.mcp.request.RequestContext` (or a bare :class:`Caller`, for a 2025-11-25
+request), and returns the JSON-RPC ``result`` object shaped by the context's projection, or
+raises an error that carries its JSON-RPC code (:mod:`taskstore.errors`; a stored error is an
+:class:`~taskstore.errors.OutcomeError`). Map errors with
+:func:`taskstore.mcp.jsonrpc.error_object`. :attr:`TaskRouter.methods` is the one dispatch
+table of ``tasks/*``: the server adds it to its own.
 
 Error codes (DESIGN §10): unknown, expired or foreign task id, bad cursor, cancel of a terminal
 task, malformed params and ``tasks/result`` of a cancelled task are ``-32602``; backend
@@ -17,17 +19,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from taskstore.errors import InvalidTransitionError, TaskCancelledError
-from taskstore.mcp.audit import audit
-from taskstore.mcp.auth import Caller
-from taskstore.mcp.jsonrpc import (
+from taskstore.aliases import JsonDict
+from taskstore.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
-    JsonDict,
+    InvalidTransitionError,
     ProtocolError,
+    TaskCancelledError,
 )
-from taskstore.mcp.projection import LEGACY, Projection
+from taskstore.mcp.audit import audit
+from taskstore.mcp.auth import Caller
+from taskstore.mcp.request import RequestContext, as_context
 from taskstore.store import TaskStore
 from taskstore.types import (
     CancelTaskParams,
@@ -37,14 +40,14 @@ from taskstore.types import (
     decode,
 )
 
-__all__ = ["CANCEL_MESSAGE", "TASK_METHODS", "TaskRouter"]
+__all__ = ["CANCEL_MESSAGE", "TaskHandler", "TaskRouter"]
 
-#: Methods a :class:`TaskRouter` answers.
-TASK_METHODS = frozenset({"tasks/get", "tasks/result", "tasks/list", "tasks/cancel"})
 #: ``statusMessage`` of a task cancelled through ``tasks/cancel``.
 CANCEL_MESSAGE = "The task was cancelled by request."
 
-_Handler = Callable[[Mapping[str, Any] | None, Caller], JsonDict]
+#: One ``tasks/*`` handler: ``handler(params, ctx) -> result``.
+TaskHandler = Callable[[Mapping[str, Any] | None, RequestContext], JsonDict]
+_Caller = Caller | RequestContext
 
 
 def _params(params: object) -> dict[str, Any]:
@@ -59,52 +62,43 @@ class TaskRouter:
     """Answers the ``tasks/*`` methods over a :class:`TaskStore`. Thread-safe.
 
     :param store: where tasks live.
-    :param projection: the wire era (default MCP 2025-11-25).
     :param result_timeout: seconds ``tasks/result`` blocks at most before answering ``-32603``
         (``None``: as long as the task lives, which the spec's MUST-block asks for).
     """
 
-    def __init__(
-        self,
-        store: TaskStore,
-        *,
-        projection: Projection = LEGACY,
-        result_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, store: TaskStore, *, result_timeout: float | None = None) -> None:
         self.store = store
-        self.projection = projection
         self.result_timeout = result_timeout
-        self._handlers: dict[str, _Handler] = {
+        #: The ``tasks/*`` dispatch table (method → handler taking a RequestContext).
+        self.methods: dict[str, TaskHandler] = {
             "tasks/get": self.get,
             "tasks/result": self.result,
             "tasks/list": self.list,
             "tasks/cancel": self.cancel,
         }
 
-    def handles(self, method: str) -> bool:
-        """``True`` for the four ``tasks/*`` methods."""
-        return method in self._handlers
-
-    def handle(self, method: str, params: Mapping[str, Any] | None, caller: Caller) -> JsonDict:
+    def handle(self, method: str, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """Dispatch one ``tasks/*`` request.
 
+        :param caller: the request's context, or a bare :class:`Caller` (2025-11-25).
         :raises ProtocolError: ``-32601`` for a method this router does not answer.
         """
-        handler = self._handlers.get(method)
+        handler = self.methods.get(method)
         if handler is None:
             raise ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
-        return handler(params, caller)
+        return handler(params, as_context(caller))
 
-    def get(self, params: Mapping[str, Any] | None, caller: Caller) -> JsonDict:
+    def get(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """``tasks/get``: the flat Task.
 
         :raises TaskNotFoundError: unknown, expired or another owner's task (-32602).
         :raises InvalidParamsError: missing or malformed ``taskId`` (-32602).
         """
+        ctx = as_context(caller)
         decoded = decode(_params(params), GetTaskParams)
-        return self.projection.task(self.store.get(decoded.task_id, caller.owner))
+        return ctx.projection.task(self.store.get(decoded.task_id, ctx.caller.owner))
 
-    def result(self, params: Mapping[str, Any] | None, caller: Caller) -> JsonDict:
+    def result(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """``tasks/result``: block until the task is terminal, then answer exactly what the
         underlying request answered (its result with related-task ``_meta``, or its error).
 
@@ -116,7 +110,7 @@ class TaskRouter:
         decoded = decode(_params(params), GetTaskPayloadParams)
         return self.payload(decoded.task_id, caller, timeout=self.result_timeout)
 
-    def payload(self, task_id: str, caller: Caller, *, timeout: float | None = None) -> JsonDict:
+    def payload(self, task_id: str, caller: _Caller, *, timeout: float | None = None) -> JsonDict:
         """Block until ``task_id`` is terminal and return its ``tasks/result`` answer.
 
         Shared by :meth:`result` and by transports that stream ``tasks/result`` (they wait
@@ -124,30 +118,34 @@ class TaskRouter:
 
         :raises: as :meth:`result`.
         """
+        ctx = as_context(caller)
+        owner = ctx.caller.owner
         try:
-            record = self.store.wait(task_id, caller.owner, timeout=timeout)
+            record = self.store.wait(task_id, owner, timeout=timeout)
         except TimeoutError:
             raise ProtocolError(
                 INTERNAL_ERROR, "Timed out waiting for the task to finish; call tasks/result again"
             ) from None
+        audit_owner = ctx.caller.audit_owner
         try:
-            outcome = self.store.get_result(task_id, caller.owner)
+            outcome = self.store.get_result(task_id, owner)
         except TaskCancelledError:
-            audit("task.result", owner=caller.audit_owner, task_id=task_id, status="cancelled")
+            audit("task.result", owner=audit_owner, task_id=task_id, status="cancelled")
             raise
-        audit("task.result", owner=caller.audit_owner, task_id=task_id, status=record.status.value)
-        return self.projection.payload(record, outcome)
+        audit("task.result", owner=audit_owner, task_id=task_id, status=record.status.value)
+        return ctx.projection.payload(record, outcome)
 
-    def list(self, params: Mapping[str, Any] | None, caller: Caller) -> JsonDict:
+    def list(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """``tasks/list``: one page of the caller's tasks, newest first.
 
         :raises InvalidCursorError: malformed, foreign or stale cursor (-32602).
         """
+        ctx = as_context(caller)
         decoded = decode(_params(params), ListTasksParams)
-        page = self.store.list(caller.owner, cursor=decoded.cursor)
-        return self.projection.listed(page.tasks, page.next_cursor)
+        page = self.store.list(ctx.caller.owner, cursor=decoded.cursor)
+        return ctx.projection.listed(page.tasks, page.next_cursor)
 
-    def cancel(self, params: Mapping[str, Any] | None, caller: Caller) -> JsonDict:
+    def cancel(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """``tasks/cancel``: move the task to ``cancelled`` before answering; with a
         ``result`` param, complete it with that result instead (cancel-as-completion).
 
@@ -155,12 +153,14 @@ class TaskRouter:
         :raises TaskNotFoundError: unknown, expired or another owner's task (-32602).
         :raises ResultTooLargeError: the ``result`` exceeds the result cap (-32602).
         """
+        ctx = as_context(caller)
+        owner = ctx.caller.owner
         decoded = decode(_params(params), CancelTaskParams)
         try:
             if decoded.has_result:
-                record = self.store.complete(decoded.task_id, caller.owner, decoded.result)
+                record = self.store.complete(decoded.task_id, owner, decoded.result)
             else:
-                record = self.store.cancel(decoded.task_id, caller.owner, CANCEL_MESSAGE)
+                record = self.store.cancel(decoded.task_id, owner, CANCEL_MESSAGE)
         except InvalidTransitionError as exc:
             # Spec: cancelling a terminal task is -32602; say so in plain words.
             raise ProtocolError(
@@ -168,8 +168,9 @@ class TaskRouter:
                 f"Cannot cancel task {decoded.task_id}: it is already {exc.from_status}",
                 {"taskId": decoded.task_id, "status": exc.from_status},
             ) from None
+        audit_owner = ctx.caller.audit_owner
         if decoded.has_result:
-            audit("task.completed", owner=caller.audit_owner, task_id=decoded.task_id, via="cancel")
+            audit("task.completed", owner=audit_owner, task_id=decoded.task_id, via="cancel")
         else:
-            audit("task.cancelled", owner=caller.audit_owner, task_id=decoded.task_id)
-        return self.projection.cancelled(record)
+            audit("task.cancelled", owner=audit_owner, task_id=decoded.task_id)
+        return ctx.projection.cancelled(record)

@@ -1,4 +1,4 @@
-"""``ToolRunner``: ``tools/call``, ordinary and task-augmented (MCP 2025-11-25).
+"""``ToolRunner``: ``tools/call``, ordinary and task-augmented.
 
 A task-augmented call (params carry ``task: {ttl?}``) is checked against the tool's
 ``taskSupport`` (``forbidden`` + task → ``-32601``; ``required`` without task → ``-32601``), its
@@ -7,8 +7,9 @@ tool runs on a bounded thread pool with a :class:`~taskstore.mcp.context.ToolCon
 outcome settles the task:
 
 - a return value → ``completed`` with the ``CallToolResult``;
-- an ``isError: true`` result (or :class:`~taskstore.mcp.tools.ToolError`) → the projection's
-  error status (``failed`` in 2025-11-25, spec E4) with that result kept for ``tasks/result``;
+- an ``isError: true`` result (or :class:`~taskstore.errors.ToolError`) → the error status of
+  the creating request's projection (``failed`` in 2025-11-25, spec E4) with that result kept
+  for ``tasks/result``;
 - an exception → ``failed`` with a JSON-RPC error outcome ``{code, message}`` and a diagnostic
   ``statusMessage``;
 - a tool finishing after its task was cancelled changes nothing and raises nothing.
@@ -22,32 +23,31 @@ import logging
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
+from taskstore.aliases import JsonDict, RequestId
 from taskstore.context import TaskContext
 from taskstore.errors import (
-    InvalidTransitionError,
-    ResultTooLargeError,
-    TaskNotFoundError,
-    TaskStoreError,
-)
-from taskstore.mcp.audit import audit
-from taskstore.mcp.auth import Caller
-from taskstore.mcp.context import TaskCancelled, ToolContext
-from taskstore.mcp.inputs import InputBroker
-from taskstore.mcp.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
-    JsonDict,
+    InvalidTransitionError,
     ProtocolError,
-    RequestId,
-    is_valid_id,
-)
-from taskstore.mcp.notifications import NotificationSender
-from taskstore.mcp.projection import LEGACY, Projection
-from taskstore.mcp.tools import (
+    ResultTooLargeError,
+    TaskCancelled,
+    TaskNotFoundError,
+    TaskStoreError,
     ToolError,
+)
+from taskstore.mcp.audit import audit
+from taskstore.mcp.auth import Caller
+from taskstore.mcp.context import ToolContext
+from taskstore.mcp.inputs import InputBroker
+from taskstore.mcp.jsonrpc import is_valid_id
+from taskstore.mcp.notifications import NotificationSender
+from taskstore.mcp.projections import Projection
+from taskstore.mcp.request import RequestContext
+from taskstore.mcp.tools import (
     ToolRegistry,
     ToolSpec,
     error_text,
@@ -55,10 +55,12 @@ from taskstore.mcp.tools import (
     to_call_tool_result,
     validate_arguments,
 )
+from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
+from taskstore.types import TaskMetadata, decode
 
-__all__ = ["SHUTDOWN_MESSAGE", "ToolRunner"]
+__all__ = ["SHUTDOWN_MESSAGE", "ToolAnswer", "ToolRunner"]
 
 _log = logging.getLogger("taskstore.mcp")
 
@@ -66,6 +68,18 @@ _log = logging.getLogger("taskstore.mcp")
 SHUTDOWN_MESSAGE = "The server shut down before the task finished"
 # Diagnostics go to clients in statusMessage; keep them short.
 _MAX_DIAGNOSTIC = 500
+
+
+class ToolAnswer(NamedTuple):
+    """The answer to one ``tools/call``.
+
+    :ivar result: the ``CallToolResult`` of an inline call, or the era's answer to a call that
+        created a task.
+    :ivar task_id: the created task's id, ``None`` for an inline call.
+    """
+
+    result: JsonDict
+    task_id: str | None = None
 
 
 def _diagnostic(tool: str, exc: BaseException) -> str:
@@ -78,7 +92,6 @@ class ToolRunner:
 
     :param store: where tasks live.
     :param tools: the registry to call into.
-    :param projection: the wire era (how ``CreateTaskResult`` looks, how ``isError`` settles).
     :param inputs: carries tools' input requests to clients (a fresh broker by default).
     :param max_workers: size of the thread pool running task-augmented calls; calls beyond it
         wait in the pool's queue, their tasks ``working`` meanwhile.
@@ -89,13 +102,11 @@ class ToolRunner:
         store: TaskStore,
         tools: ToolRegistry,
         *,
-        projection: Projection = LEGACY,
         inputs: InputBroker | None = None,
         max_workers: int = 16,
     ) -> None:
         self.store = store
         self.tools = tools
-        self.projection = projection
         self.inputs = inputs if inputs is not None else InputBroker()
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="taskstore-tool"
@@ -113,14 +124,26 @@ class ToolRunner:
     def call(
         self,
         params: Mapping[str, Any] | None,
-        caller: Caller,
+        caller: Caller | RequestContext,
         *,
         sender: NotificationSender | None = None,
         request_id: RequestId | None = None,
     ) -> JsonDict:
-        """Answer one ``tools/call``.
+        """Answer one ``tools/call`` (see :meth:`call_tool`); a bare :class:`Caller` makes a
+        2025-11-25 request with ``sender`` and ``request_id``.
 
-        :returns: a ``CreateTaskResult`` for a task-augmented call, else the ``CallToolResult``.
+        :returns: the answer's result (``CreateTaskResult`` or ``CallToolResult``).
+        """
+        if isinstance(caller, RequestContext):
+            return self.call_tool(params, caller).result
+        ctx = RequestContext(caller=caller, request_id=request_id, sender=sender)
+        return self.call_tool(params, ctx).result
+
+    def call_tool(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> ToolAnswer:
+        """Answer one ``tools/call`` in the request's era.
+
+        :returns: the era's answer to a task-augmented call (2025-11-25: ``CreateTaskResult``)
+            with the created task's id, or the ``CallToolResult`` of an inline call.
         :raises ProtocolError: ``-32602`` unknown tool or bad arguments; ``-32601`` task
             augmentation the tool does not allow (or requires and did not get); ``-32603``
             when the tool raised (inline calls) or the server is shutting down.
@@ -151,8 +174,12 @@ class ToolRunner:
         token = meta.get("progressToken") if meta is not None else None
         progress_token = token if is_valid_id(token) else None
         if task is None:
-            return self._run_inline(spec, arguments, caller, sender, request_id, progress_token)
-        return self._start_task(spec, arguments, task, caller, sender, progress_token)
+            return ToolAnswer(
+                self._run_inline(
+                    spec, arguments, ctx.caller, ctx.sender, ctx.request_id, progress_token
+                )
+            )
+        return self._start_task(spec, arguments, task, ctx, progress_token)
 
     def run_inline(self, name: str, arguments: Mapping[str, Any], caller: Caller) -> JsonDict:
         """Run tool ``name`` in the calling thread, whatever its ``taskSupport``, and return
@@ -190,9 +217,7 @@ class ToolRunner:
             tasks = list(self._tasks.items())
         for task_id, (ctx, caller) in tasks:
             # Fail first, then signal: the tool's own late completion is then refused.
-            self._settle_error(
-                task_id, caller, {"code": INTERNAL_ERROR, "message": SHUTDOWN_MESSAGE}, None
-            )
+            self._settle_error(task_id, caller, _shutdown_error(), None)
             ctx.signal_cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._unsubscribe is not None:
@@ -219,10 +244,10 @@ class ToolRunner:
             return to_call_tool_result(spec.handler(arguments, ctx))
         except ToolError as exc:
             return exc.to_result()
-        except (TaskStoreError, ProtocolError):
-            raise
         except TaskCancelled:
             raise ProtocolError(INTERNAL_ERROR, f"Tool {spec.name} was cancelled") from None
+        except TaskStoreError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a tool's bug becomes a -32603 answer
             _log.exception("tool %s failed", spec.name)
             raise ProtocolError(INTERNAL_ERROR, _diagnostic(spec.name, exc)) from None
@@ -236,17 +261,17 @@ class ToolRunner:
         spec: ToolSpec,
         arguments: dict[str, Any],
         task: Mapping[str, Any],
-        caller: Caller,
-        sender: NotificationSender | None,
+        request: RequestContext,
         progress_token: str | int | None,
-    ) -> JsonDict:
+    ) -> ToolAnswer:
+        caller = request.caller
         if self._closed:
             raise ProtocolError(INTERNAL_ERROR, "The server is shutting down")
         self._ensure_subscribed()
         record = self.store.create(
             caller.owner,
             "tools/call",
-            ttl_ms=task.get("ttl"),
+            ttl_ms=decode(task, TaskMetadata).ttl,
             request={"name": spec.name, "arguments": arguments},
         )
         audit("task.created", owner=caller.audit_owner, task_id=record.task_id, tool=spec.name)
@@ -254,39 +279,44 @@ class ToolRunner:
             spec.name,
             task=TaskContext(self.store, record.task_id, caller.owner),
             progress_token=progress_token,
-            sender=sender,
+            sender=request.sender,
             inputs=self.inputs,
         )
         with self._lock:
             self._tasks[record.task_id] = (ctx, caller)
+        projection = request.projection
         try:
-            self._executor.submit(self._run_task, spec, arguments, ctx, caller)
+            self._executor.submit(self._run_task, spec, arguments, ctx, caller, projection)
         except RuntimeError:  # the pool shut down between the check and the submit
             with self._lock:
                 self._tasks.pop(record.task_id, None)
-            self._settle_error(
-                record.task_id, caller, {"code": INTERNAL_ERROR, "message": SHUTDOWN_MESSAGE}, None
-            )
+            self._settle_error(record.task_id, caller, _shutdown_error(), None)
             raise ProtocolError(INTERNAL_ERROR, "The server is shutting down") from None
-        return self.projection.created(record, immediate_response=spec.immediate_response)
+        created = projection.created(record, immediate_response=spec.immediate_response)
+        return ToolAnswer(created, record.task_id)
 
     def _ensure_subscribed(self) -> None:
         # One subscription for every task of this runner: a tasks/cancel (here or, with a
         # backend that carries events, in another process) wakes the tool's ctx.sleep at once.
         with self._lock:
             if self._unsubscribe is None:
-                self._unsubscribe = self.store.subscribe(self._on_status)
+                self._unsubscribe = self.store.watch(self._on_status)
 
-    def _on_status(self, task: dict[str, Any]) -> None:
-        if task.get("status") != TaskStatus.CANCELLED.value:
+    def _on_status(self, record: TaskRecord) -> None:
+        if record.status is not TaskStatus.CANCELLED:
             return
         with self._lock:
-            entry = self._tasks.get(str(task.get("taskId")))
+            entry = self._tasks.get(record.task_id)
         if entry is not None:
             entry[0].signal_cancel()
 
     def _run_task(
-        self, spec: ToolSpec, arguments: dict[str, Any], ctx: ToolContext, caller: Caller
+        self,
+        spec: ToolSpec,
+        arguments: dict[str, Any],
+        ctx: ToolContext,
+        caller: Caller,
+        projection: Projection,
     ) -> None:
         task_id = ctx.task_id
         assert task_id is not None
@@ -300,7 +330,7 @@ class ToolRunner:
                 return
             except ToolError as exc:
                 result = exc.to_result()
-            except (TaskStoreError, ProtocolError) as exc:
+            except TaskStoreError as exc:
                 self._settle_error(task_id, caller, exc.to_jsonrpc(), None)
                 return
             except Exception as exc:  # noqa: BLE001 - a tool's bug fails its task, not us
@@ -310,14 +340,16 @@ class ToolRunner:
                     task_id, caller, {"code": INTERNAL_ERROR, "message": message}, message
                 )
                 return
-            self._settle_result(task_id, caller, result)
+            self._settle_result(task_id, caller, result, projection)
         finally:
             with self._lock:
                 self._tasks.pop(task_id, None)
 
-    def _settle_result(self, task_id: str, caller: Caller, result: JsonDict) -> None:
+    def _settle_result(
+        self, task_id: str, caller: Caller, result: JsonDict, projection: Projection
+    ) -> None:
         try:
-            if is_error_result(result) and self.projection.is_error_status is TaskStatus.FAILED:
+            if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
                 message = error_text(result) or "The tool reported an error"
                 self.store.fail(task_id, caller.owner, result=result, message=message[:500])
                 audit("task.failed", owner=caller.audit_owner, task_id=task_id, via="isError")
@@ -344,3 +376,7 @@ class ToolRunner:
             _log.debug("discarding the late failure of task %s", task_id)
         except TaskStoreError:
             _log.exception("could not record the failure of task %s", task_id)
+
+
+def _shutdown_error() -> JsonDict:
+    return {"code": INTERNAL_ERROR, "message": SHUTDOWN_MESSAGE}

@@ -1,72 +1,72 @@
-"""``McpServer``: store + tools + prompts + task router behind one JSON-RPC ``handle``.
+"""``McpServer``: store + tools + prompts + task router behind one entry point.
 
-Transport-neutral: :meth:`McpServer.handle` takes one decoded JSON-RPC message and the caller's
-identity and returns the response message (``None`` for notifications and responses). The
-WSGI endpoint (:mod:`taskstore.wsgi`) adds HTTP, sessions and streams on top; any other sync
-transport (stdio, a custom HTTP stack) can call ``handle`` directly.
+Transport-neutral: :meth:`McpServer.handle` takes one decoded JSON-RPC message and its
+:class:`~taskstore.mcp.request.RequestContext` (the caller resolved once by the transport, the
+era decided once by :func:`taskstore.mcp.era.era_of`) and returns the reply: a response
+message, ``None`` for notifications and responses, or (only when the transport can stream and
+the answer cannot come at once) a stream of messages. The transport then only chooses JSON or
+SSE. The WSGI endpoint
+(:mod:`taskstore.http`) adds HTTP and sessions on top; any other sync transport (stdio, a custom
+HTTP stack) can call these directly.
 
-Methods: ``initialize``, ``ping``, ``tools/list``, ``tools/call``, ``prompts/list``,
-``prompts/get``, ``tasks/get``, ``tasks/result``, ``tasks/list``, ``tasks/cancel``.
+Methods (MCP 2025-11-25): ``initialize``, ``ping``, ``tools/list``, ``tools/call``,
+``prompts/list``, ``prompts/get``, ``tasks/get``, ``tasks/result``, ``tasks/list``,
+``tasks/cancel``; each era has its own dispatch table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Union, overload
 
-from taskstore.errors import BackendError, TaskStoreError
-from taskstore.mcp.auth import AuthContext, Caller
-from taskstore.mcp.capabilities import negotiate_version, server_capabilities
-from taskstore.mcp.inputs import InputBroker
-from taskstore.mcp.jsonrpc import (
+from taskstore._version import __version__
+from taskstore.aliases import JsonDict, RequestId
+from taskstore.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    JsonDict,
+    BackendError,
     ProtocolError,
-    RequestId,
+    TaskStoreError,
+)
+from taskstore.mcp.auth import AuthContext, Caller
+from taskstore.mcp.capabilities import negotiate_version, server_capabilities
+from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
+from taskstore.mcp.host import ToolCallHook
+from taskstore.mcp.inputs import InputBroker
+from taskstore.mcp.jsonrpc import (
     error_object,
     error_response,
     is_valid_id,
     result_response,
 )
 from taskstore.mcp.notifications import NotificationSender, StatusNotifier
-from taskstore.mcp.projection import LEGACY, Projection
 from taskstore.mcp.prompts import PromptArgument, PromptContext, PromptHandler, PromptRegistry
+from taskstore.mcp.request import RequestContext, as_context
 from taskstore.mcp.router import TaskRouter
 from taskstore.mcp.runner import ToolRunner
 from taskstore.mcp.tools import ToolHandler, ToolRegistry, ToolSpec
+from taskstore.record import TaskRecord
 from taskstore.store import TaskStore
 from taskstore.types import GetTaskPayloadParams, TaskSupport, decode
 
-__all__ = ["McpServer", "RequestContext", "ToolCallHook"]
+__all__ = ["McpServer", "Reply", "ReplyStream", "RequestContext", "ToolCallHook"]
 
 _log = logging.getLogger("taskstore.mcp")
 
-
-@dataclass(frozen=True)
-class RequestContext:
-    """One request as handlers see it.
-
-    :ivar caller: who is calling (the task owner).
-    :ivar request_id: the JSON-RPC id (``None`` for notifications).
-    :ivar sender: where out-of-band messages for this caller go (progress, ...), if anywhere.
-    """
-
-    caller: Caller
-    request_id: RequestId | None = None
-    sender: NotificationSender | None = None
-
-
 _Method = Callable[[Mapping[str, Any] | None, RequestContext], JsonDict]
 
-#: Observes every answered ``tools/call``: ``hook(params, result, caller)``.
-ToolCallHook = Callable[[Mapping[str, Any], JsonDict, Caller], None]
+#: A streamed reply: server → client messages (input requests), ``None`` for each keep-alive
+#: slot of silence, and finally the response, after which it ends. Close it when the client
+#: goes away.
+ReplyStream = Generator[Union[JsonDict, None], None, None]  # noqa: UP007 - runtime alias
+#: What :meth:`McpServer.handle` returns.
+Reply = Union[JsonDict, ReplyStream, None]  # noqa: UP007 - runtime alias
 
 
 class McpServer:
@@ -81,7 +81,6 @@ class McpServer:
     :param instructions: optional ``InitializeResult.instructions``.
     :param max_workers: threads running task-augmented tool calls.
     :param result_timeout: cap in seconds on a blocking ``tasks/result`` (``None``: none).
-    :param projection: the wire era of task results (default MCP 2025-11-25).
     """
 
     def __init__(
@@ -93,32 +92,30 @@ class McpServer:
         instructions: str | None = None,
         max_workers: int = 16,
         result_timeout: float | None = None,
-        projection: Projection = LEGACY,
     ) -> None:
-        from taskstore import __version__
-
-        self.store = store
+        self._store = store
         self.name = name
         self.version = version if version is not None else __version__
         self.instructions = instructions
         self.tools = ToolRegistry()
         self.prompts = PromptRegistry()
         self.inputs = InputBroker()
-        self.router = TaskRouter(store, projection=projection, result_timeout=result_timeout)
-        self.runner = ToolRunner(
-            store, self.tools, projection=projection, inputs=self.inputs, max_workers=max_workers
-        )
+        self.router = TaskRouter(store, result_timeout=result_timeout)
+        self.runner = ToolRunner(store, self.tools, inputs=self.inputs, max_workers=max_workers)
         self.notifier = StatusNotifier(store)
-        self._methods: dict[str, _Method] = {
-            "initialize": self._initialize,
-            "ping": lambda params, ctx: {},
-            "tools/list": lambda params, ctx: {"tools": self.tools.declarations()},
-            "tools/call": self._call_tool,
-            "prompts/list": lambda params, ctx: {"prompts": self.prompts.declarations()},
-            "prompts/get": self._get_prompt,
+        #: One dispatch table per era: method → handler(params, ctx).
+        self._tables: dict[Era, dict[str, _Method]] = {
+            ERA_2025_11_25: {
+                "initialize": self._initialize,
+                "ping": lambda params, ctx: {},
+                "tools/list": lambda params, ctx: {"tools": self.tools.declarations()},
+                "tools/call": self._call_tool,
+                "prompts/list": lambda params, ctx: {"prompts": self.prompts.declarations()},
+                "prompts/get": self._get_prompt,
+                **self.router.methods,
+            }
         }
-        for method in ("tasks/get", "tasks/result", "tasks/list", "tasks/cancel"):
-            self._methods[method] = self._task_method(method)
+        self._methods = self._tables[ERA_2025_11_25]  # the default era's table
         self._closed = threading.Event()
         self._tool_call_hooks: list[ToolCallHook] = []
 
@@ -159,33 +156,89 @@ class McpServer:
         return self.prompts.prompt(name, description=description, arguments=arguments, title=title)
 
     def add_tool_call_hook(self, hook: ToolCallHook) -> None:
-        """Call ``hook(params, result, caller)`` after every successful ``tools/call`` (the
-        result is the ``CallToolResult`` or the ``CreateTaskResult``). The workflow bridge
-        records continuations this way. A hook that raises is logged; the call's answer is
-        unaffected."""
+        """Call ``hook(params, result, caller, task_id)`` after every successful
+        ``tools/call`` (``result`` is the answer sent, ``task_id`` the id of the task the call
+        created or ``None``). The workflow bridge records continuations this way. A hook that
+        raises is logged; the call's answer is unaffected."""
         self._tool_call_hooks.append(hook)
+
+    # -- the host interface (taskstore.mcp.host.Host) --------------------------------------
+
+    @property
+    def store(self) -> TaskStore:
+        """Where the server's tasks live (owned by the caller: :meth:`close` leaves it open)."""
+        return self._store
+
+    def get_tool(self, name: str) -> ToolSpec | None:
+        """The registered tool called ``name``, or ``None``."""
+        return self.tools.get(name)
+
+    def run_tool(self, name: str, arguments: Mapping[str, Any], caller: Caller) -> JsonDict:
+        """Run tool ``name`` inline for ``caller`` (see
+        :meth:`taskstore.mcp.runner.ToolRunner.run_inline`)."""
+        return self.runner.run_inline(name, arguments, caller)
 
     # -- dispatch ------------------------------------------------------------------------
 
+    @overload
     def handle(
         self,
         message: object,
+        ctx: RequestContext | None = None,
         *,
         caller: Caller | None = None,
         auth: AuthContext | None = None,
         session_id: str | None = None,
         sender: NotificationSender | None = None,
-    ) -> JsonDict | None:
-        """Handle one decoded JSON-RPC message; return the response, or ``None`` for a
-        notification or a response (client answers to input requests are routed to the
-        waiting tool). Never raises: every failure becomes a JSON-RPC error response.
+        stream: Literal[False] = False,
+        keepalive_s: float = 15.0,
+    ) -> JsonDict | None: ...
 
-        :param caller: the identity to act as; by default resolved from ``auth`` and
-            ``session_id`` (:meth:`Caller.resolve`).
-        :param sender: where out-of-band messages for this caller go (progress).
+    @overload
+    def handle(
+        self,
+        message: object,
+        ctx: RequestContext | None = None,
+        *,
+        caller: Caller | None = None,
+        auth: AuthContext | None = None,
+        session_id: str | None = None,
+        sender: NotificationSender | None = None,
+        stream: bool,
+        keepalive_s: float = 15.0,
+    ) -> Reply: ...
+
+    def handle(
+        self,
+        message: object,
+        ctx: RequestContext | None = None,
+        *,
+        caller: Caller | None = None,
+        auth: AuthContext | None = None,
+        session_id: str | None = None,
+        sender: NotificationSender | None = None,
+        stream: bool = False,
+        keepalive_s: float = 15.0,
+    ) -> Reply:
+        """Answer one decoded JSON-RPC message: the one entry point of every transport.
+
+        Never raises: every failure becomes a JSON-RPC error response.
+
+        :param ctx: the request's context (caller, era, sender), resolved once by the
+            transport; its ``request_id`` is taken from the message. Without one, it is built
+            from ``caller`` (else resolved from ``auth`` and ``session_id`` by
+            :meth:`Caller.resolve`), ``sender`` and the message's era.
+        :param stream: the transport can stream (SSE): a ``tasks/result`` whose answer cannot
+            come at once then returns a :data:`ReplyStream` instead of blocking.
+        :param keepalive_s: seconds of silence after which a stream yields ``None``.
+        :returns: the response, ``None`` for a notification or a response (client answers to
+            input requests are routed to the waiting tool), or (only with ``stream``) a stream.
         """
-        if caller is None:
-            caller = Caller.resolve(auth=auth, session_id=session_id)
+        if ctx is None:
+            if caller is None:
+                caller = Caller.resolve(auth=auth, session_id=session_id)
+            era = era_of(message) if isinstance(message, Mapping) else ERA_2025_11_25
+            ctx = RequestContext(caller=caller, sender=sender, era=era)
         if not isinstance(message, dict):
             return error_response(None, {"code": INVALID_REQUEST, "message": "Invalid Request"})
         raw_id = message.get("id")
@@ -201,14 +254,14 @@ class McpServer:
             and request_id is not None
             and ("result" in message or "error" in message)
         ):
-            self.inputs.resolve(message, caller.owner)
+            self.inputs.resolve(message, ctx.caller.owner)
             return None
         if not isinstance(method, str):
             return error_response(
                 request_id, {"code": INVALID_REQUEST, "message": "Invalid Request: no method"}
             )
         if "id" not in message:
-            self._notify(method, message.get("params"), caller)
+            self._notify(method, message.get("params"), ctx.caller)
             return None
         if request_id is None:
             return error_response(
@@ -224,36 +277,65 @@ class McpServer:
                 request_id,
                 {"code": INVALID_PARAMS, "message": "Invalid params: params must be an object"},
             )
-        ctx = RequestContext(caller=caller, request_id=request_id, sender=sender)
+        ctx = dataclasses.replace(ctx, request_id=request_id)
+        if stream and method == "tasks/result":
+            return self._streamed_result(params, ctx, keepalive_s)
         try:
             return result_response(request_id, self.call(method, params, ctx))
-        except (ProtocolError, TaskStoreError) as exc:
-            if isinstance(exc, BackendError):  # the client gets no driver details: log them
-                _log.error("storage failure in %s: %s", method, exc, exc_info=exc)
-            return error_response(request_id, exc.to_jsonrpc())
+        except TaskStoreError as exc:
+            return error_response(request_id, self._error(method, exc))
         except Exception:  # noqa: BLE001 - never a traceback on the wire: log it, answer -32603
             _log.exception("internal error in %s", method)
             return error_response(request_id, {"code": INTERNAL_ERROR, "message": "Internal error"})
 
-    def call(self, method: str, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
-        """Run one request method and return its ``result`` object.
+    def call(
+        self, method: str, params: Mapping[str, Any] | None, ctx: RequestContext | Caller
+    ) -> JsonDict:
+        """Run one request method of the context's era and return its ``result`` object.
 
         :raises ProtocolError: ``-32601`` unknown method, or the method's protocol error.
         :raises TaskStoreError: the method's task error (with its JSON-RPC code).
         """
-        handler = self._methods.get(method)
+        ctx = as_context(ctx)
+        handler = self._tables.get(ctx.era, {}).get(method)
         if handler is None:
             raise ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
         return handler(params, ctx)
 
+    @staticmethod
+    def _error(method: str, exc: TaskStoreError) -> JsonDict:
+        if isinstance(exc, BackendError):  # the client gets no driver details: log them
+            _log.error("storage failure in %s: %s", method, exc, exc_info=exc)
+        return exc.to_jsonrpc()
+
+    def _streamed_result(
+        self, params: Mapping[str, Any] | None, ctx: RequestContext, keepalive_s: float
+    ) -> Reply:
+        request_id = ctx.request_id
+        assert request_id is not None
+        try:
+            events = self.result_stream(params, ctx, request_id, keepalive_s=keepalive_s)
+            # Answer plainly whenever the first thing to say is the answer itself; stream only
+            # to push input requests or keep-alives before it.
+            first = next(events)
+        except TaskStoreError as exc:
+            return error_response(request_id, self._error("tasks/result", exc))
+        except Exception:  # noqa: BLE001 - never a traceback on the wire
+            _log.exception("internal error in tasks/result")
+            return error_response(request_id, {"code": INTERNAL_ERROR, "message": "Internal error"})
+        if first is not None and first.get("id") == request_id and "method" not in first:
+            events.close()
+            return first
+        return _prepend(first, events)
+
     def result_stream(
         self,
         params: Mapping[str, Any] | None,
-        caller: Caller,
+        caller: Caller | RequestContext,
         request_id: RequestId,
         *,
         keepalive_s: float = 15.0,
-    ) -> Generator[JsonDict | None, None, None]:
+    ) -> ReplyStream:
         """``tasks/result`` as a stream, for transports that can push (SSE).
 
         Checks the params and the task first (raising like :meth:`call`), then returns an
@@ -265,23 +347,25 @@ class McpServer:
         :raises TaskNotFoundError: unknown, expired or foreign task (-32602).
         :raises InvalidParamsError: malformed params (-32602).
         """
+        ctx = as_context(caller)
         decoded = decode(dict(params or {}), GetTaskPayloadParams)
         task_id = decoded.task_id
-        self.store.get(task_id, caller.owner)
-        return self._result_events(task_id, caller, request_id, keepalive_s)
+        self.store.get(task_id, ctx.caller.owner)
+        return self._result_events(task_id, ctx, request_id, keepalive_s)
 
     def _result_events(
-        self, task_id: str, caller: Caller, request_id: RequestId, keepalive_s: float
-    ) -> Generator[JsonDict | None, None, None]:
+        self, task_id: str, ctx: RequestContext, request_id: RequestId, keepalive_s: float
+    ) -> ReplyStream:
         holder = object()
         wake = threading.Event()
+        caller = ctx.caller
 
-        def on_change(task: dict[str, Any]) -> None:
-            if task.get("taskId") == task_id:
+        def on_change(record: TaskRecord) -> None:
+            if record.task_id == task_id:
                 wake.set()
 
         stop_watching = self.inputs.watch(task_id, caller.owner, wake.set)
-        unsubscribe = self.store.subscribe(on_change, owner=caller.owner)
+        unsubscribe = self.store.watch(on_change, owner=caller.owner)
         last_sent = time.monotonic()
         try:
             while True:
@@ -292,11 +376,11 @@ class McpServer:
                 try:
                     record = self.store.get(task_id, caller.owner)
                     if record.is_terminal:
-                        payload = self.router.payload(task_id, caller, timeout=0)
+                        payload = self.router.payload(task_id, ctx, timeout=0)
                         yield result_response(request_id, payload)
                         return
                 except Exception as exc:  # noqa: BLE001 - mapped like handle() maps errors
-                    if not isinstance(exc, (ProtocolError, TaskStoreError)):
+                    if not isinstance(exc, TaskStoreError):
                         _log.exception("internal error in tasks/result")
                     yield error_response(request_id, error_object(exc))
                     return
@@ -338,13 +422,13 @@ class McpServer:
         return result
 
     def _call_tool(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
-        result = self.runner.call(params, ctx.caller, sender=ctx.sender, request_id=ctx.request_id)
+        answer = self.runner.call_tool(params, ctx)
         for hook in self._tool_call_hooks:
             try:
-                hook(params or {}, result, ctx.caller)
+                hook(params or {}, answer.result, ctx.caller, answer.task_id)
             except Exception:  # noqa: BLE001 - an observer must never fail the call it observes
                 _log.exception("tools/call hook %r failed", hook)
-        return result
+        return answer.result
 
     def _get_prompt(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
         if params is None or not isinstance(params.get("name"), str):
@@ -354,15 +438,9 @@ class McpServer:
             raise ProtocolError(INVALID_PARAMS, f"Unknown prompt: {params['name']}")
         meta = params.get("_meta")
         prompt_ctx = PromptContext(
-            caller=ctx.caller, server=self, meta=dict(meta) if isinstance(meta, Mapping) else {}
+            caller=ctx.caller, host=self, meta=dict(meta) if isinstance(meta, Mapping) else {}
         )
         return spec.render(params.get("arguments"), prompt_ctx)
-
-    def _task_method(self, method: str) -> _Method:
-        def run(params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
-            return self.router.handle(method, params, ctx.caller)
-
-        return run
 
     def _notify(self, method: str, params: object, caller: Caller) -> None:
         if method == "notifications/cancelled" and isinstance(params, dict):
@@ -371,3 +449,11 @@ class McpServer:
                 self.runner.cancel_inline(caller, request_id)
         # Everything else (notifications/initialized, progress, roots changes, ...) needs no
         # action from a server that keeps no per-client protocol state beyond the session.
+
+
+def _prepend(first: JsonDict | None, rest: ReplyStream) -> ReplyStream:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()

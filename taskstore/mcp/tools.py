@@ -19,15 +19,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 import msgspec
 
-from taskstore.mcp.jsonrpc import INVALID_PARAMS, JsonDict, ProtocolError
-from taskstore.types import TaskSupport
-
-if TYPE_CHECKING:
-    from taskstore.mcp.context import ToolContext
+from taskstore.aliases import JsonDict
+from taskstore.errors import INTERNAL_ERROR, INVALID_PARAMS, ProtocolError, ToolError
+from taskstore.mcp.context import ToolContext
+from taskstore.types import TaskSupport, ToolExecution, to_builtins
 
 __all__ = [
     "ToolError",
@@ -42,28 +41,11 @@ __all__ = [
 ]
 
 #: A tool's implementation: ``handler(arguments, ctx)`` returns the tool's value.
-ToolHandler = Callable[[dict[str, Any], "ToolContext"], Any]
+ToolHandler = Callable[[dict[str, Any], ToolContext], Any]
 
 _TASK_SUPPORT_VALUES: tuple[str, ...] = get_args(TaskSupport)
 _EMPTY_SCHEMA: JsonDict = {"type": "object", "properties": {}}
 _json = msgspec.json.Encoder()
-
-
-class ToolError(Exception):
-    """A tool execution error: the call answers ``isError: true`` with this message as text.
-
-    :param message: what went wrong, for the model and the user.
-    :param structured_content: optional ``structuredContent`` of the error result.
-    """
-
-    def __init__(self, message: str, *, structured_content: Mapping[str, Any] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.structured_content = structured_content
-
-    def to_result(self) -> JsonDict:
-        """The ``CallToolResult`` (``isError: true``) this error stands for."""
-        return error_result(self.message, structured_content=self.structured_content)
 
 
 @dataclass(frozen=True)
@@ -114,7 +96,7 @@ class ToolSpec:
             tool["outputSchema"] = dict(self.output_schema)
         if self.annotations is not None:
             tool["annotations"] = dict(self.annotations)
-        tool["execution"] = {"taskSupport": self.task_support}
+        tool["execution"] = to_builtins(ToolExecution(task_support=self.task_support))
         return tool
 
 
@@ -202,11 +184,9 @@ class ToolRegistry:
 
 
 def error_result(message: str, *, structured_content: Mapping[str, Any] | None = None) -> JsonDict:
-    """A ``CallToolResult`` with ``isError: true`` and ``message`` as its text."""
-    result: JsonDict = {"content": [{"type": "text", "text": message}], "isError": True}
-    if structured_content is not None:
-        result["structuredContent"] = dict(structured_content)
-    return result
+    """A ``CallToolResult`` with ``isError: true`` and ``message`` as its text (the one
+    builder of such results: :meth:`ToolError.to_result`)."""
+    return ToolError(message, structured_content=structured_content).to_result()
 
 
 def is_error_result(result: Mapping[str, Any]) -> bool:
@@ -215,15 +195,20 @@ def is_error_result(result: Mapping[str, Any]) -> bool:
 
 
 def error_text(result: Mapping[str, Any]) -> str | None:
-    """The first text block of a ``CallToolResult``, if any (used as a status message)."""
+    """The readable text of a ``CallToolResult`` (its text blocks joined by spaces), or
+    ``None`` when it has none; used as a failed task's status message and a workflow's pause
+    reason."""
     content = result.get("content")
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and block.get("type") == "text":
-                text = block.get("text")
-                if isinstance(text, str):
-                    return text
-    return None
+    if not isinstance(content, list):
+        return None
+    texts = [
+        block["text"]
+        for block in content
+        if isinstance(block, Mapping)
+        and block.get("type", "text") == "text"
+        and isinstance(block.get("text"), str)
+    ]
+    return " ".join(texts) or None
 
 
 def to_call_tool_result(value: Any) -> JsonDict:
@@ -239,7 +224,7 @@ def to_call_tool_result(value: Any) -> JsonDict:
         text = _json.encode(value).decode("utf-8")
     except (TypeError, ValueError, OverflowError):
         raise ProtocolError(
-            -32603, f"The tool returned a {type(value).__name__}, which is not JSON"
+            INTERNAL_ERROR, f"The tool returned a {type(value).__name__}, which is not JSON"
         ) from None
     result: JsonDict = {"content": [{"type": "text", "text": text}], "isError": False}
     if isinstance(value, Mapping):

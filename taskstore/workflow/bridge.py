@@ -1,5 +1,6 @@
-"""Wiring workflows into an :class:`~taskstore.mcp.server.McpServer` (``prompts/list``,
-``prompts/get``, continuations on ``tools/call``).
+"""Wiring workflows into a server (``prompts/list``, ``prompts/get``, continuations on
+``tools/call``) through its narrow :class:`~taskstore.mcp.host.Host` interface plus its prompt
+registry (:class:`WorkflowHost`; :class:`~taskstore.mcp.server.McpServer` is one).
 
 :func:`register_workflow` validates the definition against the server's tools (definition
 errors surface here, at registration), registers the workflow as a prompt, and, once per server,
@@ -12,40 +13,52 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from taskstore.aliases import JsonDict
 from taskstore.errors import TaskStoreError
 from taskstore.mcp.auth import Caller
-from taskstore.mcp.jsonrpc import JsonDict
-from taskstore.mcp.prompts import PromptContext, PromptSpec
-from taskstore.mcp.server import McpServer
+from taskstore.mcp.host import Host
+from taskstore.mcp.prompts import PromptContext, PromptRegistry, PromptSpec
+from taskstore.mcp.tools import error_result
+from taskstore.record import TaskRecord
 from taskstore.workflow.continuation import record_continuation
 from taskstore.workflow.definition import SequentialWorkflow
 from taskstore.workflow.engine import WorkflowEngine
 from taskstore.workflow.handoff import TASK_ID_META, plain_prompt_reply, reply
 
-__all__ = ["WorkflowPromptSpec", "register_workflow"]
+__all__ = ["WorkflowHost", "WorkflowPromptSpec", "register_workflow"]
 
-_TERMINAL = frozenset({"completed", "failed", "cancelled"})
-_hooked: weakref.WeakSet[McpServer] = weakref.WeakSet()
+
+class WorkflowHost(Host, Protocol):
+    """What :func:`register_workflow` needs of a server: the :class:`Host` interface and the
+    registry its prompts are offered from."""
+
+    @property
+    def prompts(self) -> PromptRegistry:
+        """The server's prompts."""
+        ...
+
+
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()
 _hooked_lock = threading.Lock()
 
 
-class _ServerTools:
-    """The engine's :class:`~taskstore.workflow.engine.ToolInvoker` over a server's tools, on
+class _HostTools:
+    """The engine's :class:`~taskstore.workflow.engine.ToolInvoker` over a host's tools, on
     behalf of one caller."""
 
-    def __init__(self, server: McpServer, caller: Caller) -> None:
-        self._server = server
+    def __init__(self, host: Host, caller: Caller) -> None:
+        self._host = host
         self._caller = caller
 
     def required_fields(self, tool: str) -> list[str]:
-        spec = self._server.tools.get(tool)
+        spec = self._host.get_tool(tool)
         required = spec.input_schema.get("required") if spec is not None else None
         return [f for f in required if isinstance(f, str)] if isinstance(required, list) else []
 
     def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return self._server.runner.run_inline(tool, arguments, self._caller)
+        return self._host.run_tool(tool, arguments, self._caller)
 
 
 class WorkflowPromptSpec(PromptSpec):
@@ -60,7 +73,7 @@ class WorkflowPromptSpec(PromptSpec):
         return super().render(arguments, ctx)
 
 
-def register_workflow(server: McpServer, workflow: SequentialWorkflow) -> PromptSpec:
+def register_workflow(server: WorkflowHost, workflow: SequentialWorkflow) -> PromptSpec:
     """Offer ``workflow`` as a prompt of ``server``.
 
     A task-backed workflow's ``prompts/get`` creates a task owned by the caller, runs what it
@@ -71,12 +84,12 @@ def register_workflow(server: McpServer, workflow: SequentialWorkflow) -> Prompt
         duplicate step names, ... (see :meth:`SequentialWorkflow.validate`).
     :raises ValueError: a prompt of that name is already registered.
     """
-    workflow.validate(lambda name: server.tools.get(name) is not None)
+    workflow.validate(lambda name: server.get_tool(name) is not None)
 
     def handler(arguments: dict[str, str], ctx: PromptContext) -> JsonDict:
         if not workflow.task_backed:
             return plain_prompt_reply(workflow, arguments)
-        engine = WorkflowEngine(workflow, server.store, _ServerTools(server, ctx.caller))
+        engine = WorkflowEngine(workflow, ctx.host.store, _HostTools(ctx.host, ctx.caller))
         task_id = ctx.meta.get(TASK_ID_META)
         if isinstance(task_id, str):
             run = engine.resume(ctx.caller.owner, task_id, arguments)
@@ -97,13 +110,15 @@ def register_workflow(server: McpServer, workflow: SequentialWorkflow) -> Prompt
     return spec
 
 
-def _install_hook(server: McpServer) -> None:
+def _install_hook(host: Host) -> None:
     with _hooked_lock:
-        if server in _hooked:
+        if host in _hooked:
             return
-        _hooked.add(server)
+        _hooked.add(host)
 
-    def record(params: Mapping[str, Any], result: JsonDict, caller: Caller) -> None:
+    def record(
+        params: Mapping[str, Any], result: JsonDict, caller: Caller, call_task_id: str | None
+    ) -> None:
         meta = params.get("_meta")
         task_id = meta.get(TASK_ID_META) if isinstance(meta, Mapping) else None
         name = params.get("name")
@@ -111,18 +126,17 @@ def _install_hook(server: McpServer) -> None:
             return
         raw_arguments = params.get("arguments")
         arguments = raw_arguments if isinstance(raw_arguments, Mapping) else {}
-        created = result.get("task")
-        if isinstance(created, Mapping) and isinstance(created.get("taskId"), str):
-            # A task-augmented continuation answers CreateTaskResult: record its outcome later.
-            _record_when_done(server, caller.owner, created["taskId"], task_id, name, arguments)
+        if call_task_id is not None:
+            # A task-augmented continuation: its outcome is recorded once its own task ends.
+            _record_when_done(host, caller.owner, call_task_id, task_id, name, arguments)
             return
-        record_continuation(server.store, caller.owner, task_id, name, arguments, result)
+        record_continuation(host.store, caller.owner, task_id, name, arguments, result)
 
-    server.add_tool_call_hook(record)
+    host.add_tool_call_hook(record)
 
 
 def _record_when_done(
-    server: McpServer,
+    host: Host,
     owner: str,
     call_task_id: str,
     workflow_task_id: str,
@@ -130,7 +144,7 @@ def _record_when_done(
     arguments: Mapping[str, Any],
 ) -> None:
     """Record the outcome of the continuation's own task against the workflow once it ends."""
-    store = server.store
+    store = host.store
     done = threading.Lock()
     recorded = False
     subscription: list[Callable[[], None]] = []
@@ -156,14 +170,14 @@ def _record_when_done(
             result: Mapping[str, Any] = outcome.result
         else:
             message = (outcome.error or {}).get("message", "the tool failed")
-            result = {"content": [{"type": "text", "text": str(message)}], "isError": True}
+            result = error_result(str(message))
         record_continuation(store, owner, workflow_task_id, tool, arguments, result)
 
-    def on_status(task: dict[str, Any]) -> None:
-        if task.get("taskId") == call_task_id and task.get("status") in _TERMINAL:
+    def on_status(changed: TaskRecord) -> None:
+        if changed.task_id == call_task_id and changed.is_terminal:
             finish()
 
-    unsubscribe = store.subscribe(on_status, owner=owner)
+    unsubscribe = store.watch(on_status, owner=owner)
     with done:
         subscription.append(unsubscribe)
         already = recorded

@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskstore.errors import InvalidTransitionError, TaskStoreError
+from taskstore.mcp.tools import error_result, error_text, is_error_result
 from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
-from taskstore.types import WorkflowPauseReason, WorkflowStepState, WorkflowStepStatus, to_builtins
+from taskstore.types import (
+    WorkflowPauseReason,
+    WorkflowProgress,
+    WorkflowStepState,
+    WorkflowStepStatus,
+    to_builtins,
+)
 from taskstore.workflow.definition import (
     Const,
     PromptArg,
@@ -84,21 +91,6 @@ class WorkflowRun:
     skipped: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def error_text(result: Mapping[str, Any]) -> str:
-    """The readable error of an ``isError`` result (its text blocks joined)."""
-    content = result.get("content")
-    texts = (
-        [
-            block["text"]
-            for block in content
-            if isinstance(block, Mapping) and isinstance(block.get("text"), str)
-        ]
-        if isinstance(content, list)
-        else []
-    )
-    return " ".join(texts) or "the tool reported an error"
-
-
 class _Blocked(Exception):
     def __init__(self, reason: WorkflowPauseReason) -> None:
         super().__init__(reason.type)
@@ -127,14 +119,16 @@ class WorkflowEngine:
             request_method=self.workflow.name,
             request={"name": self.workflow.name, "arguments": dict(arguments)},
         )
-        progress = {
-            "goal": self.workflow.description,
-            "steps": [
-                {"name": step.name, "tool": step.tool, "status": "pending"}
-                for step in self.workflow.steps
-            ],
-            "schemaVersion": SCHEMA_VERSION,
-        }
+        progress = to_builtins(
+            WorkflowProgress(
+                goal=self.workflow.description,
+                steps=[
+                    WorkflowStepState(name=step.name, tool=step.tool, status="pending")
+                    for step in self.workflow.steps
+                ],
+                schema_version=SCHEMA_VERSION,
+            )
+        )
         record = self.store.set_variables(
             record.task_id, owner, {PROGRESS: progress, ARGUMENTS: dict(arguments)}
         )
@@ -218,15 +212,12 @@ class WorkflowEngine:
         try:
             result = self.invoker.call(step.tool, arguments)
         except TaskStoreError as exc:
-            result = {"content": [{"type": "text", "text": exc.message}], "isError": True}
+            result = error_result(exc.message)
         except Exception as exc:  # noqa: BLE001 - any tool failure pauses the workflow
             _log.exception("workflow %s step %s raised", self.workflow.name, step.name)
-            result = {
-                "content": [{"type": "text", "text": str(exc) or type(exc).__name__}],
-                "isError": True,
-            }
-        if result.get("isError") is True:
-            error = error_text(result)
+            result = error_result(str(exc) or type(exc).__name__)
+        if is_error_result(result):
+            error = error_text(result) or "the tool reported an error"
             run.transcript.append(("user", f"{step.tool} failed: {error}"))
             statuses[step.name] = "failed"
             self.store.update_variables(

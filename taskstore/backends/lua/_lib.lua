@@ -5,15 +5,12 @@
 -- `local`: a script that writes a global is refused by Redis and poisons fakeredis's shared
 -- Lua state for every later script.
 --
--- Key layout (P = prefix, B = the owner's bucket tag, O = encoded owner, T = encoded task id,
--- id = the raw task id bytes):
---   P:{B}:r:O:T   record hash: v = version, d = data, o = outcome, e = expires_at_ms (absent:
---                 never), s = sort_ms, w = token of the last write
---   P:{B}:i:O     zset of the owner's records: member id, score sort_ms (listing, quota)
---   P:{B}:x:O     zset of the owner's expiring records: member id, score expires_at_ms
---   P:{B}:due     zset of the bucket's expiring records: member "O:id", score expires_at_ms
--- Every key of a bucket shares the hash tag {B}, so a script only ever touches one cluster
--- slot; keys derived here from zset members are in that same slot.
+-- Key layout: taskstore/backends/_redis_keys.py is its one source (drawn in its docstring,
+-- pinned by the assertion at its end). Scripts get the keys of the record they write through
+-- KEYS and key prefixes through ARGV; the only keys built here are those of records found in
+-- zset members, by the rules below, which mirror KeyLayout's methods of the same names (keep
+-- them in step). Derived keys keep the bucket's hash tag, so a script only ever touches one
+-- cluster slot.
 --
 -- Time never comes from the server: `now` is always the caller's clock (ARGV), so expiry
 -- agrees with the store's injectable clock. Numbers stay strings where they are stored, so no
@@ -31,6 +28,34 @@ local function encode_part(raw)
   return (string.gsub(raw, '[^A-Za-z0-9_%.%-~]', function(c)
     return string.format('%%%02X', string.byte(c))
   end))
+end
+
+-- KeyLayout.record_key: a record's key, from its owner's record key prefix (P:{B}:r:O:) and
+-- the raw task id.
+local function record_key(owner_records, id)
+  return owner_records .. encode_part(id)
+end
+
+-- KeyLayout.owner_key: an owner's listing or expiry key, from the bucket's prefix of that
+-- kind (P:{B}:i: or P:{B}:x:) and the encoded owner.
+local function owner_key(kind_prefix, owner)
+  return kind_prefix .. owner
+end
+
+-- KeyLayout.owner_records: an owner's record key prefix, from the bucket's (P:{B}:r:).
+local function owner_records(records_prefix, owner)
+  return records_prefix .. owner .. ':'
+end
+
+-- KeyLayout.due_member: a record's member in its bucket's due zset, "O:id". The encoded
+-- owner holds no ':', so the first ':' splits it again (split_due_member).
+local function due_member(owner, id)
+  return owner .. ':' .. id
+end
+
+local function split_due_member(member)
+  local sep = string.find(member, ':', 1, true)
+  return string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
 end
 
 -- Native lifetime (PEXPIRE ms) for something logically expiring at `expires_at`: relative to

@@ -9,14 +9,14 @@
 -- ARGV[1]  id: raw task id bytes (zset member)
 -- ARGV[2]  O: encoded owner
 -- ARGV[3]  data
--- ARGV[4]  expires_at_ms, '' = never
--- ARGV[5]  sort_ms
--- ARGV[6]  max_live, '' = no quota
--- ARGV[7]  now_ms (the caller's clock)
--- ARGV[8]  grace_ms added to native lifetimes
--- ARGV[9]  write token (a replayed call is recognised and answered with its first result)
--- ARGV[10] channel, '' = no event
--- ARGV[11] message to publish
+-- ARGV[4]  now_ms (the caller's clock)
+-- ARGV[5]  grace_ms added to native lifetimes
+-- ARGV[6]  write token (a replayed call is recognised and answered with its first result)
+-- ARGV[7]  channel, '' = no event
+-- ARGV[8]  message to publish
+-- ARGV[9]  expires_at_ms, '' = never
+-- ARGV[10] sort_ms
+-- ARGV[11] max_live, '' = no quota
 -- ARGV[12] record key prefix of the owner, P:{B}:r:O: (to reclaim expired records)
 --
 -- Reply:  1, the new version
@@ -25,12 +25,12 @@
 
 local rec, idx, exp, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, owner = ARGV[1], ARGV[2]
-local now, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
-local member = owner .. ':' .. id
+local now, grace, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local member = due_member(owner, id)
 
 local current = redis.call('HMGET', rec, 'v', 'e', 'w')
 if is_live(current[1], current[2], now) then
-  if current[3] == ARGV[9] then
+  if current[3] == token then
     return tonumber(current[1])
   end
   return redis.error_reply('TSCONFLICT ' .. current[1])
@@ -44,19 +44,19 @@ end
 -- even where nobody calls cleanup_expired; the ZCOUNT below keeps the count exact regardless.
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 100)
 for _, old in ipairs(expired) do
-  drop(ARGV[12] .. encode_part(old), idx, exp, due, old, owner .. ':' .. old)
+  drop(record_key(ARGV[12], old), idx, exp, due, old, due_member(owner, old))
 end
 
-if ARGV[6] ~= '' then
-  local limit = tonumber(ARGV[6])
+if ARGV[11] ~= '' then
+  local limit = tonumber(ARGV[11])
   local live = redis.call('ZCARD', idx) - redis.call('ZCOUNT', exp, '-inf', now)
   if live >= limit then
-    return redis.error_reply('TSQUOTA ' .. ARGV[6])
+    return redis.error_reply('TSQUOTA ' .. ARGV[11])
   end
 end
 
-redis.call('HSET', rec, 'v', 1, 'd', ARGV[3], 's', ARGV[5], 'w', ARGV[9])
-redis.call('ZADD', idx, ARGV[5], id)
-set_expiry(rec, idx, exp, due, id, member, ARGV[4], now, grace)
-notify(ARGV[10], ARGV[11])
+redis.call('HSET', rec, 'v', 1, 'd', ARGV[3], 's', ARGV[10], 'w', token)
+redis.call('ZADD', idx, ARGV[10], id)
+set_expiry(rec, idx, exp, due, id, member, ARGV[9], now, grace)
+notify(ARGV[7], ARGV[8])
 return 1

@@ -12,7 +12,7 @@
 -- Reply:  1 if a record was removed, else 0
 
 local removed = redis.call('EXISTS', KEYS[1])
-drop(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2] .. ':' .. ARGV[1])
+drop(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], due_member(ARGV[2], ARGV[1]))
 if removed == 1 then
   notify(ARGV[3], ARGV[4])
 end

@@ -41,7 +41,7 @@ end
 while found < limit do
   local ids = redis.call('ZREVRANGE', idx, start, start + batch - 1)
   for _, id in ipairs(ids) do
-    local f = redis.call('HMGET', ARGV[3] .. encode_part(id), 'v', 'd', 'e', 's')
+    local f = redis.call('HMGET', record_key(ARGV[3], id), 'v', 'd', 'e', 's')
     if is_live(f[1], f[3], now) then
       page[#page + 1] = id
       page[#page + 1] = f[1]

@@ -1,0 +1,100 @@
+"""The Redis backend's client from a URL: options, timeouts and the retry policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import EqualJitterBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+from taskstore.backends._options import to_bool, to_float, to_int, to_str, url_options
+from taskstore.backends._redis_scripts import DRIVER_ERRORS
+from taskstore.errors import BackendError, ConfigurationError
+
+__all__ = ["RedisClient", "client_from_url"]
+
+#: A redis-py client the backend can drive.
+RedisClient = Union["redis.Redis", RedisCluster]
+
+
+def _to_timeout(value: object) -> float | None:
+    # None (as a keyword) means no timeout at all, as in redis-py.
+    return None if value is None else to_float(value)
+
+
+# Options of from_url passed on to the redis-py client, and those of the backend itself, each
+# with the converter that turns a query-string value (or a keyword value) into its type.
+_CLIENT_OPTIONS: dict[str, Callable[[object], object]] = {
+    "socket_timeout": _to_timeout,
+    "socket_connect_timeout": _to_timeout,
+    "socket_keepalive": to_bool,
+    "max_connections": to_int,
+    "health_check_interval": to_float,
+    "client_name": to_str,
+    "username": to_str,
+    "password": to_str,
+    "db": to_int,
+    "protocol": to_int,
+    "ssl_cert_reqs": to_str,
+    "ssl_ca_certs": to_str,
+    "ssl_certfile": to_str,
+    "ssl_keyfile": to_str,
+    "ssl_check_hostname": to_bool,
+}
+_CONSTRUCTOR_OPTIONS = ("prefix", "reclaim_delay_ms", "wait_slice_s")
+_BACKEND_OPTIONS: dict[str, Callable[[object], object]] = {
+    "prefix": to_str,
+    "cluster": to_bool,
+    "reclaim_delay_ms": to_int,
+    "wait_slice_s": to_float,
+    "retries": to_int,
+}
+
+
+def client_from_url(url: str, options: Mapping[str, Any]) -> tuple[RedisClient, dict[str, Any]]:
+    """Build the client of ``RedisBackend.from_url(url, **options)``; return it and the
+    options meant for the backend's constructor.
+
+    :raises ConfigurationError: another scheme, an unknown option or a bad value.
+    :raises BackendError: ``cluster=true`` and the cluster cannot be reached.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"RedisBackend URLs start with redis://, rediss:// or unix://, got {url!r}"
+        )
+    converted = url_options(url, options, {**_CLIENT_OPTIONS, **_BACKEND_OPTIONS})
+    client_options = {k: v for k, v in converted.items() if k in _CLIENT_OPTIONS}
+    backend_options = {
+        k: v for k, v in converted.items() if k in _CONSTRUCTOR_OPTIONS
+    }
+    cluster = bool(converted.get("cluster", False))
+    retries = int(converted.get("retries", 1))
+    if retries < 0:
+        raise ConfigurationError("retries must not be negative")
+    # Redis Cluster has only database 0, and RedisCluster refuses even an explicit db=0.
+    cluster_db = client_options.pop("db", 0) if cluster else 0
+    if cluster and (cluster_db != 0 or parts.path.strip("/") not in ("", "0")):
+        raise ConfigurationError("Redis Cluster has only database 0")
+    client_options.setdefault("socket_timeout", 5.0)
+    client_options.setdefault("socket_connect_timeout", 5.0)
+    # A short, jittered retry rides out a dropped connection without turning an outage into
+    # a long stall; the scripts' write tokens make a replayed mutation harmless.
+    client_options["retry"] = Retry(EqualJitterBackoff(cap=0.1, base=0.01), retries)
+    # Query options were consumed above; redis-py only sees the address part.
+    base_url = url.split("?", 1)[0].split("#", 1)[0]
+    client: RedisClient
+    try:
+        if cluster:
+            client = RedisCluster.from_url(base_url, **client_options)
+        else:
+            client = redis.Redis.from_url(base_url, **client_options)
+    except DRIVER_ERRORS as exc:
+        raise BackendError(f"Cannot connect to Redis: {type(exc).__name__}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"Bad Redis URL or option: {exc}") from exc
+    return client, backend_options

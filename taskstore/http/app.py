@@ -1,0 +1,348 @@
+"""``McpWsgiApp``: a complete MCP endpoint over Streamable HTTP for any WSGI server.
+
+:class:`McpWsgiApp` wraps an :class:`~taskstore.mcp.server.McpServer` as a WSGI application
+(stdlib ``wsgiref`` with threads, gunicorn with threads, waitress, ...)::
+
+    from taskstore.http import McpWsgiApp, bearer_authenticator
+    app = McpWsgiApp(server, authenticate=bearer_authenticator({"s3cret": "alice"}))
+
+What official MCP clients need (DESIGN §9), and what this endpoint does:
+
+- ``POST`` one JSON-RPC message (``Content-Type: application/json``); requests are answered
+  with ``application/json``; JSON-RPC errors travel with HTTP 200 (a non-2xx reads as a
+  transport failure and loses the code); notifications and responses get 202 with no body.
+  ``tasks/result`` of an unfinished task switches to ``text/event-stream`` when the client
+  accepts it and the answer cannot come at once: the stream carries the task's input requests
+  (``elicitation/create``) and keep-alive comments, then the response.
+- ``initialize`` creates a session: the response carries ``Mcp-Session-Id``; every later
+  request needs it (missing → 400, unknown or deleted → 404). ``DELETE`` ends the session.
+- ``GET`` with a session opens its SSE stream of ``notifications/tasks/status`` (and progress);
+  one stream per session (a second → 409); without a session → 400.
+- Protocol versions ``2025-11-25``, ``2025-06-18``, ``2025-03-26``, ``2024-11-05``; an
+  unsupported ``MCP-Protocol-Version`` header → 400.
+- DNS-rebinding protection: a loopback server (``loopback_only``) accepts only loopback
+  ``Host`` and ``Origin`` headers (any port), else 403; any server rejects an ``Origin`` that
+  is neither its own nor allowed.
+- ``authenticate(environ) -> AuthContext | None``: the subject (or client id) owns the tasks;
+  unauthenticated sessions own theirs by session id.
+- Malformed JSON → -32700; wrong shapes → -32600/-32602; unknown methods → -32601; bodies over
+  ``max_body_bytes`` → 413; batch arrays → -32600. Nothing produces HTTP 500 or a traceback.
+
+The app resolves each request once (its era with :func:`taskstore.mcp.era.era_of`, its caller
+from authentication and session) into a :class:`~taskstore.mcp.request.RequestContext`, hands
+the message to :meth:`McpServer.handle <taskstore.mcp.server.McpServer.handle>`, and only
+chooses JSON or SSE for the reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from taskstore.aliases import JsonDict
+from taskstore.errors import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, AuthenticationError
+from taskstore.http.auth import Authenticator, OriginPolicy
+from taskstore.http.responses import (
+    JSON,
+    KEEPALIVE,
+    SSE,
+    Response,
+    http_error,
+    json_response,
+    sse_event,
+    sse_stream,
+)
+from taskstore.mcp.auth import AuthContext, Caller
+from taskstore.mcp.capabilities import SUPPORTED_PROTOCOL_VERSIONS
+from taskstore.mcp.era import ERA_2025_11_25, era_of
+from taskstore.mcp.jsonrpc import error_response
+from taskstore.mcp.request import RequestContext
+from taskstore.mcp.server import McpServer
+from taskstore.mcp.sessions import CLOSE, Session, SessionManager
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["McpWsgiApp"]
+
+_log = logging.getLogger("taskstore.wsgi")
+
+_SESSION_HEADER = "Mcp-Session-Id"
+_BEARER = [("WWW-Authenticate", "Bearer")]
+
+
+class McpWsgiApp:
+    """The MCP endpoint as a WSGI application. Thread-safe; serve it with threads (a blocking
+    ``tasks/result`` and each open GET stream hold one thread).
+
+    :param server: the MCP server to expose.
+    :param authenticate: identifies callers (see :class:`Authenticator`); ``None``: everyone
+        is anonymous and sessions own their tasks.
+    :param require_auth: refuse (401) requests the authenticator lets through anonymously.
+    :param loopback_only: the server is bound to loopback: only loopback ``Host`` and
+        ``Origin`` headers are accepted (DNS-rebinding protection).
+    :param allowed_origins: further ``Origin`` values to accept (e.g. a web client's).
+    :param path: the endpoint path (``None``: answer on any path).
+    :param max_body_bytes: larger POST bodies get 413.
+    :param keepalive_s: seconds of silence after which streams send a keep-alive comment (also
+        how fast a vanished client is noticed; keep it below clients' read timeouts).
+    :param session_idle_timeout_s: idle sessions expire after this long.
+    :param max_sessions: live sessions kept at most.
+    """
+
+    def __init__(
+        self,
+        server: McpServer,
+        *,
+        authenticate: Authenticator | None = None,
+        require_auth: bool = False,
+        loopback_only: bool = False,
+        allowed_origins: Iterable[str] = (),
+        path: str | None = "/mcp",
+        max_body_bytes: int = 4 * 1024 * 1024,
+        keepalive_s: float = 15.0,
+        session_idle_timeout_s: float = 3600.0,
+        max_sessions: int = 10_000,
+    ) -> None:
+        self.server = server
+        self.authenticate = authenticate
+        self.require_auth = require_auth
+        self.origins = OriginPolicy(loopback_only=loopback_only, allowed_origins=allowed_origins)
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+        self.keepalive_s = keepalive_s
+        self.sessions = SessionManager(
+            idle_timeout_s=session_idle_timeout_s, max_sessions=max_sessions
+        )
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether only loopback ``Host`` and ``Origin`` headers are accepted."""
+        return self.origins.loopback_only
+
+    def close(self) -> None:
+        """End every session and stream (server shutdown)."""
+        self.sessions.close()
+
+    # -- WSGI ----------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            response = self._dispatch(environ)
+        except Exception:  # noqa: BLE001 - never an HTTP 500 or a traceback on the wire
+            _log.exception("internal error handling %s", environ.get("REQUEST_METHOD"))
+            response = json_response(
+                200, error_response(None, {"code": INTERNAL_ERROR, "message": "Internal error"})
+            )
+        start_response(response.status_line, response.headers)
+        body = response.body
+        return [body] if isinstance(body, bytes) else body
+
+    def _dispatch(self, environ: WSGIEnvironment) -> Response:
+        if self.path is not None and environ.get("PATH_INFO", "") not in (
+            self.path,
+            self.path + "/",
+        ):
+            return http_error(404, INVALID_REQUEST, "Not found: the MCP endpoint is " + self.path)
+        refusal = self.origins.refusal(environ.get("HTTP_HOST", ""), environ.get("HTTP_ORIGIN"))
+        if refusal is not None:
+            return http_error(403, INVALID_REQUEST, refusal)
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "POST":
+            return self._post(environ)
+        if method == "GET":
+            return self._get(environ)
+        if method == "DELETE":
+            return self._delete(environ)
+        return http_error(
+            405,
+            INVALID_REQUEST,
+            f"Method {method} not allowed",
+            headers=[("Allow", "GET, POST, DELETE")],
+        )
+
+    # -- who is calling ------------------------------------------------------------------
+
+    def _identify(self, environ: WSGIEnvironment) -> AuthContext | Response | None:
+        auth = None
+        if self.authenticate is not None:
+            try:
+                auth = self.authenticate(environ)
+            except AuthenticationError as exc:
+                return http_error(401, INVALID_REQUEST, exc.message, headers=_BEARER)
+        if auth is None and self.require_auth:
+            return http_error(401, INVALID_REQUEST, "Authentication required", headers=_BEARER)
+        return auth
+
+    def _session_context(
+        self, environ: WSGIEnvironment, auth: AuthContext | None
+    ) -> tuple[Session, RequestContext] | Response:
+        """Resolve a session request's session and caller, once."""
+        session_id = environ.get("HTTP_MCP_SESSION_ID")
+        if not session_id:
+            return http_error(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header required")
+        session = self.sessions.get(session_id)
+        caller = Caller.resolve(auth=auth, session_id=session_id)
+        # A session is bound to the identity that created it: another identity presenting its
+        # id gets the same answer as for a session that does not exist.
+        if session is None or caller.owner != session.caller.owner:
+            return http_error(404, INVALID_REQUEST, "Session not found")
+        version = environ.get("HTTP_MCP_PROTOCOL_VERSION")
+        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            return http_error(
+                400,
+                INVALID_REQUEST,
+                f"Bad Request: unsupported MCP-Protocol-Version {version!r}; supported: "
+                + ", ".join(SUPPORTED_PROTOCOL_VERSIONS),
+            )
+        return session, RequestContext(caller=caller, sender=session.outbox, era=ERA_2025_11_25)
+
+    def _read_body(self, environ: WSGIEnvironment) -> bytes | Response:
+        raw_length = environ.get("CONTENT_LENGTH") or ""
+        stream = environ["wsgi.input"]
+        if raw_length.strip():
+            try:
+                length = int(raw_length)
+            except ValueError:
+                return http_error(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
+            if length < 0:
+                return http_error(400, INVALID_REQUEST, "Bad Request: invalid Content-Length")
+            if length > self.max_body_bytes:
+                return http_error(
+                    413,
+                    INVALID_REQUEST,
+                    f"Request body too large (limit {self.max_body_bytes} bytes)",
+                )
+            body: bytes = stream.read(length) if length else b""
+            return body
+        if environ.get("wsgi.input_terminated"):
+            # Chunked upload through a server that de-chunks (gunicorn, waitress).
+            body = stream.read(self.max_body_bytes + 1)
+            if len(body) > self.max_body_bytes:
+                return http_error(
+                    413,
+                    INVALID_REQUEST,
+                    f"Request body too large (limit {self.max_body_bytes} bytes)",
+                )
+            return body
+        return b""  # PEP 3333: without Content-Length, read nothing
+
+    # -- POST ----------------------------------------------------------------------------
+
+    def _post(self, environ: WSGIEnvironment) -> Response:
+        content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        # Requiring JSON also stops browsers' CORS-free "simple" cross-site POSTs.
+        if content_type != JSON and not content_type.endswith("+json"):
+            return http_error(415, INVALID_REQUEST, "Content-Type must be application/json")
+        body = self._read_body(environ)
+        if isinstance(body, Response):
+            return body
+        auth = self._identify(environ)
+        if isinstance(auth, Response):
+            return auth
+        try:
+            message = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return json_response(
+                200, error_response(None, {"code": PARSE_ERROR, "message": "Parse error"})
+            )
+        if not isinstance(message, dict):
+            # JSON-RPC batches left MCP in 2025-06-18; one clean error instead of a half answer.
+            refusal = "Batch requests are not supported" if isinstance(message, list) else None
+            return json_response(
+                200,
+                error_response(
+                    None, {"code": INVALID_REQUEST, "message": refusal or "Invalid Request"}
+                ),
+            )
+        era = era_of(message)
+        if era.sessions and message.get("method") == "initialize" and "id" in message:
+            return self._initialize(message, auth)
+        found = self._session_context(environ, auth)
+        if isinstance(found, Response):
+            return found
+        _session, ctx = found
+        stream = SSE in environ.get("HTTP_ACCEPT", "")
+        reply = self.server.handle(message, ctx, stream=stream, keepalive_s=self.keepalive_s)
+        if reply is None:
+            return Response(202)
+        if isinstance(reply, dict):
+            return json_response(200, reply)
+        return sse_stream(reply)
+
+    def _initialize(self, message: JsonDict, auth: AuthContext | None) -> Response:
+        session_id = SessionManager.new_id()
+        caller = Caller.resolve(auth=auth, session_id=session_id)
+        session = Session(id=session_id, caller=caller, protocol_version="")
+        ctx = RequestContext(caller=caller, sender=session.outbox, era=ERA_2025_11_25)
+        reply = self.server.handle(message, ctx)
+        if reply is None or "result" not in reply:
+            return json_response(200, reply or {})
+        session.protocol_version = str(reply["result"].get("protocolVersion", ""))
+        self.sessions.add(session)
+        return json_response(200, reply, headers=[(_SESSION_HEADER, session_id)])
+
+    # -- GET / DELETE --------------------------------------------------------------------
+
+    def _get(self, environ: WSGIEnvironment) -> Response:
+        auth = self._identify(environ)
+        if isinstance(auth, Response):
+            return auth
+        found = self._session_context(environ, auth)
+        if isinstance(found, Response):
+            return found
+        session, ctx = found
+        if SSE not in environ.get("HTTP_ACCEPT", ""):
+            return http_error(
+                406, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"
+            )
+        stream = session.outbox.open_stream()
+        if stream is None:
+            return http_error(
+                409, INVALID_REQUEST, "Conflict: this session's stream is already open"
+            )
+        detach = self.server.notifier.attach(ctx.caller.owner, session.outbox, ctx.projection)
+        return Response(
+            200,
+            self._notification_stream(session, stream, detach),
+            content_type=SSE,
+            headers=[("Cache-Control", "no-cache")],
+        )
+
+    def _notification_stream(
+        self,
+        session: Session,
+        stream: queue.Queue[JsonDict],
+        detach: Callable[[], None],
+    ) -> Iterator[bytes]:
+        try:
+            # Something at once, so servers send the headers and the client sees the stream.
+            yield b": stream open\n\n"
+            while True:
+                try:
+                    message = stream.get(timeout=self.keepalive_s)
+                except queue.Empty:
+                    session.touch()
+                    yield KEEPALIVE
+                    continue
+                if message is CLOSE:
+                    return
+                yield sse_event(message)
+        finally:
+            detach()
+            session.outbox.close_stream(stream)
+
+    def _delete(self, environ: WSGIEnvironment) -> Response:
+        auth = self._identify(environ)
+        if isinstance(auth, Response):
+            return auth
+        found = self._session_context(environ, auth)
+        if isinstance(found, Response):
+            return found
+        session, _ctx = found
+        self.sessions.remove(session.id)
+        return Response(200)

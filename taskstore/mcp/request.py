@@ -1,0 +1,42 @@
+"""``RequestContext``: one request as every handler below the transport sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from taskstore.aliases import RequestId
+from taskstore.mcp.auth import Caller
+from taskstore.mcp.era import ERA_2025_11_25, Era
+from taskstore.mcp.notifications import NotificationSender
+from taskstore.mcp.projections import Projection
+
+__all__ = ["RequestContext", "as_context"]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """One request: who calls, which era, where out-of-band messages go. Built once per
+    request by the transport (the caller resolved once) and handed down unchanged.
+
+    :ivar caller: who is calling (the task owner).
+    :ivar request_id: the JSON-RPC id (``None`` for notifications).
+    :ivar sender: where out-of-band messages for this caller go (progress, ...), if anywhere.
+    :ivar era: the request's protocol era (:func:`taskstore.mcp.era.era_of`).
+    """
+
+    caller: Caller
+    request_id: RequestId | None = None
+    sender: NotificationSender | None = None
+    era: Era = ERA_2025_11_25
+
+    @property
+    def projection(self) -> Projection:
+        """The era's wire projection."""
+        return self.era.projection
+
+
+def as_context(caller_or_ctx: Caller | RequestContext) -> RequestContext:
+    """A context for APIs that also accept a bare :class:`Caller` (a 2025-11-25 request)."""
+    if isinstance(caller_or_ctx, RequestContext):
+        return caller_or_ctx
+    return RequestContext(caller=caller_or_ctx)

@@ -1,0 +1,44 @@
+"""The backend contract suite (DESIGN §6), shipped so every backend, ours or yours, runs it.
+
+Subclass :class:`BackendContract` in a pytest module, name the subclass ``Test…`` and provide a
+``backend`` fixture that yields a fresh, empty backend (a new key prefix or table per test)::
+
+    import pytest
+    from taskstore.testing import BackendContract
+
+    class TestMyBackend(BackendContract):
+        @pytest.fixture
+        def backend(self):
+            backend = MyBackend(...)
+            yield backend
+            backend.close()
+
+Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. The concurrency
+tests need real atomicity: a test double whose conditional writes are not atomic (moto)
+overrides the ``backend_is_atomic`` fixture to return ``False`` and they skip. Requires pytest
+(the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from taskstore.testing._concurrency import ConcurrencyContract
+from taskstore.testing._events import EventsContract
+from taskstore.testing._listing import ListingContract
+from taskstore.testing._records import RecordsContract
+from taskstore.testing._support import FUTURE, T0, TRICKY_OWNERS, run_barrier_threads
+
+__all__ = ["FUTURE", "T0", "TRICKY_OWNERS", "BackendContract", "run_barrier_threads"]
+
+
+class BackendContract(RecordsContract, ListingContract, EventsContract, ConcurrencyContract):
+    """Tests every rule of the :class:`~taskstore.backends.base.StorageBackend` contract.
+
+    Subclasses provide a ``backend`` fixture (fresh and empty for each test).
+    """
+
+    @pytest.fixture
+    def backend_is_atomic(self) -> bool:
+        """Whether the backend's conditional writes are really atomic (override for mocks)."""
+        return True
