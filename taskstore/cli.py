@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskstore.mcp.server import McpServer
@@ -67,15 +67,21 @@ def run_cli(
     *,
     prog: str | None = None,
     description: str | None = None,
+    store_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Command line of an MCP server script: ``[--store URL] [--host] [--port]``, like
     ``python -m taskstore serve``. Opens the store, builds the server with ``build(store)`` and
     runs :func:`serve_forever`. Returns the exit status (2 for a bad store URL).
+
+    :param store_options: keyword options of :func:`taskstore.open` (e.g.
+        ``allow_anonymous=True``).
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _add_serve_arguments(parser)
     args = parser.parse_args(argv)
-    return serve_main(args.store, args.host, args.port, build=build)
+    return serve_main(args.store, args.host, args.port, build=build, store_options=store_options)
 
 
 def serve_main(
@@ -84,6 +90,7 @@ def serve_main(
     port: int = 8000,
     *,
     build: Callable[[TaskStore], McpServer] | None = None,
+    store_options: Mapping[str, Any] | None = None,
 ) -> int:
     """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
 
@@ -92,12 +99,13 @@ def serve_main(
     address cannot be bound, 2 for a bad store URL.
 
     :param build: makes the server from the opened store (default: the demo tools).
+    :param store_options: keyword options of :func:`taskstore.open`.
     """
     from taskstore._open import open as open_store
     from taskstore.errors import ConfigurationError
 
     try:
-        store = open_store(store_url)
+        store = open_store(store_url, **(store_options or {}))
     except ConfigurationError as exc:
         print(f"taskstore serve: {exc}", file=sys.stderr)
         return 2

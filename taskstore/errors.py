@@ -5,10 +5,14 @@ Every exception taskstore raises derives from :class:`TaskStoreError` and carrie
 
     TaskStoreError
     ├── ProtocolError               (own)   a JSON-RPC error that is not about one task
-    │   └── OutcomeError            (own)   a task's stored JSON-RPC error, sent verbatim
+    │   ├── OutcomeError            (own)   a task's stored JSON-RPC error, sent verbatim
+    │   ├── HeaderMismatchError     -32020  a routing header disagrees with the body
+    │   ├── MissingCapabilityError  -32021  the request lacks a client capability it needs
+    │   └── UnsupportedVersionError -32022  the request's protocol version is not served
     ├── AuthenticationError         -32600  the transport refuses the caller (HTTP 401)
     ├── ToolError                   -32603  a tool execution error (``isError: true`` result)
     ├── TaskCancelled               -32603  inside a tool: its task was cancelled, stop
+    ├── InputRequired               -32603  inside a tool: it needs the client's input first
     ├── TaskNotFoundError           -32602  unknown, expired or another owner's task
     ├── InvalidTransitionError      -32602  the state machine refuses the move
     ├── InvalidParamsError          -32602  bad ttl, bad variables, malformed input
@@ -46,9 +50,12 @@ __all__ = [
     "BackendError",
     "ConfigurationError",
     "ConflictError",
+    "HeaderMismatchError",
+    "InputRequired",
     "InvalidCursorError",
     "InvalidParamsError",
     "InvalidTransitionError",
+    "MissingCapabilityError",
     "MissingDependencyError",
     "NotReadyError",
     "OutcomeError",
@@ -61,6 +68,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskStoreError",
     "ToolError",
+    "UnsupportedVersionError",
     "VariablesTooLargeError",
     "VersionConflict",
 ]
@@ -72,6 +80,12 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+#: MCP 2026-07-28: a routing header disagrees with the body, or is missing.
+HEADER_MISMATCH = -32020
+#: MCP 2026-07-28: the request lacks a client capability the server needs for it.
+MISSING_CAPABILITY = -32021
+#: MCP 2026-07-28: the request's protocol version is not served.
+UNSUPPORTED_VERSION = -32022
 
 
 class TaskStoreError(Exception):
@@ -325,3 +339,54 @@ class TaskCancelled(TaskStoreError):
     def __init__(self, task_id: str | None = None) -> None:
         super().__init__(f"Task {task_id} was cancelled" if task_id else "The call was cancelled")
         self.task_id = task_id
+
+
+class HeaderMismatchError(ProtocolError):
+    """MCP 2026-07-28: a routing header (``MCP-Protocol-Version``, ``Mcp-Method``,
+    ``Mcp-Name``) is missing or disagrees with the request body (-32020, HTTP 400)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(HEADER_MISMATCH, f"Header mismatch: {message}")
+
+
+class MissingCapabilityError(ProtocolError):
+    """MCP 2026-07-28: the request does not declare a client capability the server needs to
+    serve it (-32021, HTTP 400); ``data.requiredCapabilities`` names what is missing.
+
+    :param required: the missing capabilities, as a ``ClientCapabilities`` object (e.g.
+        ``{"sampling": {}}``).
+    """
+
+    def __init__(self, required: Mapping[str, Any], message: str | None = None) -> None:
+        names = ", ".join(sorted(required)) or "a capability"
+        super().__init__(
+            MISSING_CAPABILITY,
+            message or f"Missing required client capability: {names}",
+            {"requiredCapabilities": dict(required)},
+        )
+        self.required = dict(required)
+
+
+class UnsupportedVersionError(ProtocolError):
+    """MCP 2026-07-28: the request's protocol version is not one this server serves (-32022,
+    HTTP 400); ``data`` lists the ``supported`` versions and echoes the ``requested`` one."""
+
+    def __init__(self, requested: str, supported: list[str]) -> None:
+        super().__init__(
+            UNSUPPORTED_VERSION,
+            f"Unsupported protocol version: {requested}",
+            {"supported": list(supported), "requested": requested},
+        )
+
+
+class InputRequired(TaskStoreError):
+    """Raised inside a tool (by ``ToolContext.elicit``) when the client's input is needed and
+    not available yet; the runner turns it into the era's way of asking (an
+    ``InputRequiredResult`` in MCP 2026-07-28). Never reaches a client as an error.
+
+    :param requests: input request key → ``{"method", "params"}``.
+    """
+
+    def __init__(self, requests: Mapping[str, Any]) -> None:
+        super().__init__("The tool needs input from the client")
+        self.requests = dict(requests)

@@ -19,15 +19,28 @@ from taskstore.errors import InvalidParamsError
 from taskstore.states import TaskStatus
 
 __all__ = [
+    "META_CLIENT_CAPABILITIES",
+    "META_CLIENT_INFO",
     "META_MODEL_IMMEDIATE_RESPONSE",
+    "META_PROTOCOL_VERSION",
     "META_RELATED_TASK",
+    "META_SERVER_INFO",
+    "MODERN_PROTOCOL_VERSION",
+    "TASKS_EXTENSION",
+    "CacheScope",
     "CancelTaskParams",
     "CreateTaskResult",
+    "DiscoverResult",
     "GetTaskParams",
     "GetTaskPayloadParams",
+    "InputRequiredResult",
     "ListTasksParams",
     "ListTasksResult",
+    "ModernCreateTaskResult",
+    "ModernGetTaskResult",
+    "ModernTask",
     "RelatedTaskMetadata",
+    "ResultType",
     "Task",
     "TaskMetadata",
     "TaskSupport",
@@ -46,6 +59,21 @@ __all__ = [
 
 #: ``_meta`` key linking a message to its task: ``{"taskId": id}``.
 META_RELATED_TASK = "io.modelcontextprotocol/related-task"
+
+# -- MCP 2026-07-28 (DESIGN §9c) -------------------------------------------------------------
+
+#: The protocol revision of the stateless era.
+MODERN_PROTOCOL_VERSION = "2026-07-28"
+#: Per-request ``params._meta`` key: the request's protocol version (required).
+META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
+#: Per-request ``params._meta`` key: the client's capabilities for this request (required).
+META_CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+#: Per-request ``params._meta`` key: the client's name and version (optional).
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+#: Result ``_meta`` key: the server's name and version.
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+#: The tasks extension (SEP-2663): its id in ``capabilities.extensions``.
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 #: ``_meta`` key of ``CreateTaskResult`` carrying an optional immediate answer for the model.
 META_MODEL_IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
 
@@ -160,6 +188,63 @@ def server_tasks_capability(*, list_supported: bool = True) -> dict[str, Any]:
     capability["cancel"] = {}
     capability["requests"] = {"tools": {"call": {}}}
     return capability
+
+
+# -- MCP 2026-07-28 shapes (DESIGN §9c) ------------------------------------------------------
+
+#: ``resultType`` of every 2026-07-28 result.
+ResultType = Literal["complete", "task", "input_required"]
+#: ``cacheScope`` of a cacheable 2026-07-28 result.
+CacheScope = Literal["public", "private"]
+
+
+class ModernTask(WireStruct, frozen=True):
+    """The tasks extension's ``Task`` (SEP-2663): ``ttlMs`` always present (``null`` =
+    unlimited), ``pollIntervalMs``/``statusMessage`` omitted when ``None``; never the 2025
+    ``ttl``/``pollInterval`` keys."""
+
+    task_id: str
+    status: TaskStatus
+    created_at: str
+    last_updated_at: str
+    ttl_ms: int | None
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+
+
+class ModernCreateTaskResult(ModernTask, frozen=True, tag_field="resultType", tag="task"):
+    """``CreateTaskResult`` of the tasks extension: the task, flat, ``resultType: "task"``."""
+
+
+class ModernGetTaskResult(ModernTask, frozen=True, tag_field="resultType", tag="complete"):
+    """``tasks/get`` of the tasks extension: the task flat, ``resultType: "complete"``, plus by
+    status the ``result`` (completed), the JSON-RPC ``error`` (failed) or every outstanding
+    ``inputRequests`` (input_required)."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None
+
+
+class InputRequiredResult(
+    WireStruct, frozen=True, tag_field="resultType", tag="input_required"
+):
+    """SEP-2322: the call needs the client's input; retry it with ``inputResponses`` (and the
+    ``requestState`` echoed)."""
+
+    input_requests: dict[str, Any] | None = None
+    request_state: str | None = None
+
+
+class DiscoverResult(WireStruct, frozen=True, tag_field="resultType", tag="complete"):
+    """``server/discover``: versions, capabilities, caching hints, server info in ``_meta``."""
+
+    supported_versions: list[str]
+    capabilities: dict[str, Any]
+    ttl_ms: int
+    cache_scope: CacheScope
+    instructions: str | None = None
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
 #: Status of one workflow step in ``_workflow.progress``.

@@ -156,8 +156,9 @@ def test_delete_ends_the_session(app: McpWsgiApp) -> None:
 
 
 def test_get_rules(app: McpWsgiApp) -> None:
-    """GET: 400 without session, 406 without SSE accept, SSE stream, 409 for a second stream."""
-    assert call_app(app, "GET").status == 400
+    """GET: 405 without a session (no stream to offer, as a stateless 2026-07-28 server answers),
+    406 without SSE accept, SSE stream, 409 for a second stream."""
+    assert call_app(app, "GET").status == 405
     session = open_session(app)
     assert (
         call_app(

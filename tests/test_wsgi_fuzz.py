@@ -30,6 +30,25 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+MISSING_CAPABILITY = -32021
+UNSUPPORTED_VERSION = -32022
+MODERN = "2026-07-28"
+MODERN_META_KEYS = (
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/clientInfo",
+)
+# HTTP statuses of MCP 2026-07-28 errors (others: 200).
+MODERN_STATUS = {
+    PARSE_ERROR: 400,
+    INVALID_REQUEST: 400,
+    INVALID_PARAMS: 400,
+    HEADER_MISMATCH: 400,
+    MISSING_CAPABILITY: 400,
+    UNSUPPORTED_VERSION: 400,
+    METHOD_NOT_FOUND: 404,
+}
 
 METHODS = [
     "initialize",
@@ -44,6 +63,8 @@ METHODS = [
     "tasks/cancel",
     "notifications/initialized",
     "notifications/cancelled",
+    "server/discover",
+    "tasks/update",
     "nope",
     "",
 ]
@@ -110,6 +131,50 @@ bodies = (
     | requests.map(msgspec.json.encode)
     | st.lists(messages, max_size=3).map(msgspec.json.encode)
     | json_values.map(msgspec.json.encode)
+)
+
+
+modern_meta = st.fixed_dictionaries(
+    {},
+    optional={
+        "io.modelcontextprotocol/protocolVersion": st.sampled_from([MODERN, "2025-11-25", "v9"])
+        | json_values,
+        "io.modelcontextprotocol/clientCapabilities": st.fixed_dictionaries(
+            {}, optional={"sampling": st.just({}), "elicitation": st.just({})}
+        )
+        | json_values,
+        "io.modelcontextprotocol/clientInfo": json_values,
+        "progressToken": json_values,
+    },
+)
+modern_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "_meta": modern_meta | json_values,
+        "name": st.sampled_from(TOOLS) | json_values,
+        "arguments": st.fixed_dictionaries({}, optional={"text": json_values}) | json_values,
+        "taskId": st.text(max_size=20) | json_values,
+        "requestState": st.text(max_size=20) | json_values,
+        "inputResponses": json_values,
+        "task": json_values,
+    },
+)
+#: 2026-07-28 requests, mostly well-formed, with routing headers right, wrong or missing.
+modern_requests = st.fixed_dictionaries(
+    {
+        "jsonrpc": st.sampled_from(["2.0", "2.0", "1.0"]),
+        "id": st.integers(-5, 2**40) | st.text(max_size=8),
+        "method": st.sampled_from(METHODS),
+        "params": modern_params,
+    }
+)
+routing = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.sampled_from(["same", "same", "same", MODERN, "2025-11-25", " v9 "]),
+        "method": st.sampled_from(["same", "same", "same", "tools/list", "TOOLS/LIST"]),
+        "name": st.sampled_from(["same", "same", " same ", "echo", "other"]),
+    },
 )
 
 
@@ -195,6 +260,71 @@ def _expect_message(message: dict[str, Any], reply_id: Any) -> Expected:
     return _expect_request(method, reply_id, params)
 
 
+def _modern_error(code: int, reply_id: Any = None) -> Expected:
+    return Expected(MODERN_STATUS.get(code, 200), reply_id, frozenset({code}))
+
+
+def _is_modern(message: object, version_header: str | None) -> bool:
+    """The era rule of DESIGN §9c as the conformance suite pins it down."""
+    if isinstance(message, dict):
+        if message.get("method") == "server/discover":
+            return True
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if isinstance(meta, dict) and any(key in meta for key in MODERN_META_KEYS):
+            return True
+    version = (version_header or "").strip()
+    return bool(version) and version not in SUPPORTED_PROTOCOL_VERSIONS
+
+
+def _expect_modern(message: dict[str, Any], headers: Mapping[str, str]) -> Expected:
+    """A 2026-07-28 request: the JSON-RPC envelope, then ``_meta``, the version header, the
+    version, the routing headers, and only then the method."""
+    reply_id = message["id"] if _valid_id(message.get("id")) else None
+    if message.get("jsonrpc") != "2.0":
+        return _modern_error(INVALID_REQUEST, reply_id)
+    method = message.get("method")
+    if method is None and reply_id is not None and ("result" in message or "error" in message):
+        return Expected(202)
+    if not isinstance(method, str):
+        return _modern_error(INVALID_REQUEST, reply_id)
+    if "id" not in message:
+        return Expected(202)
+    if reply_id is None:
+        return _modern_error(INVALID_REQUEST)
+    params = message.get("params")
+    if params is not None and not isinstance(params, dict):
+        return _modern_error(INVALID_PARAMS, reply_id)
+    meta = (params or {}).get("_meta")
+    if not isinstance(meta, dict):
+        return _modern_error(INVALID_PARAMS, reply_id)
+    version = meta.get("io.modelcontextprotocol/protocolVersion")
+    capabilities = meta.get("io.modelcontextprotocol/clientCapabilities")
+    if not isinstance(version, str) or not isinstance(capabilities, dict):
+        return _modern_error(INVALID_PARAMS, reply_id)
+    header_version = headers.get("MCP-Protocol-Version")
+    if header_version is None or header_version.strip() != version:
+        return _modern_error(HEADER_MISMATCH, reply_id)
+    if version != MODERN:
+        return _modern_error(UNSUPPORTED_VERSION, reply_id)
+    header_method = headers.get("Mcp-Method")
+    if header_method is None or header_method.strip() != method:
+        return _modern_error(HEADER_MISMATCH, reply_id)
+    if method in ("tools/call", "prompts/get"):
+        name = headers.get("Mcp-Name")
+        if name is None or name.strip() != params.get("name"):
+            return _modern_error(HEADER_MISMATCH, reply_id)
+    if method in ("server/discover", "tools/list", "prompts/list"):
+        return Expected(200, reply_id, result=True)
+    if method == "prompts/get":  # no prompt is registered
+        return _modern_error(INVALID_PARAMS, reply_id)
+    if method == "tools/call":  # answered, bad params or requestState, a crash
+        return Expected(
+            200, reply_id, frozenset({INVALID_PARAMS, INTERNAL_ERROR}), result=True
+        )
+    return _modern_error(METHOD_NOT_FOUND, reply_id)
+
+
 def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) -> Expected:
     """What a POST of ``body`` with ``headers`` must get, ``live_session`` being the only
     session id the app knows of."""
@@ -211,12 +341,18 @@ def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) ->
         body = body[:length]
     else:
         body = b""  # no Content-Length: nothing is read
+    version_header = headers.get("MCP-Protocol-Version")
     try:
         message = msgspec.json.decode(body)
     except msgspec.DecodeError:
+        if _is_modern(None, version_header):
+            return _modern_error(PARSE_ERROR)
         return _error(PARSE_ERROR)
+    modern = _is_modern(message, version_header)
     if not isinstance(message, dict):  # batches included: not supported since 2025-06-18
-        return _error(INVALID_REQUEST)
+        return _modern_error(INVALID_REQUEST) if modern else _error(INVALID_REQUEST)
+    if modern:
+        return _expect_modern(message, headers)
     reply_id = message["id"] if _valid_id(message.get("id")) else None
     if message.get("method") == "initialize" and "id" in message:  # needs no session
         return _expect_message(message, reply_id)
@@ -320,4 +456,41 @@ def test_fuzzed_bodies_and_headers_get_the_answer_of_their_class(
     reply = call_app(app, body=body, headers=headers)
     check(reply, expect(body, headers, None))
     _forget_new_session(app, reply)
+    still_answers(app, session)
+
+
+def _modern_headers(message: dict[str, Any], routing: dict[str, str]) -> dict[str, str]:
+    """Routing headers for ``message``: ``same`` copies the body's value."""
+    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    body = {
+        "version": meta.get("io.modelcontextprotocol/protocolVersion"),
+        "method": message.get("method"),
+        "name": params.get("name"),
+    }
+    names = {"version": "MCP-Protocol-Version", "method": "Mcp-Method", "name": "Mcp-Name"}
+    headers = {}
+    for part, choice in routing.items():
+        value = body[part] if choice.strip() == "same" else choice
+        if isinstance(value, str):
+            headers[names[part]] = choice.replace("same", value) if "same" in choice else value
+    return headers
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(message=modern_requests, routing=routing)
+def test_fuzzed_modern_requests_get_the_answer_of_their_class(
+    fuzz_app: tuple[McpWsgiApp, str], message: dict[str, Any], routing: dict[str, str]
+) -> None:
+    """2026-07-28 requests with fuzzed envelopes and routing headers get the status (400, 404)
+    and error (-32602, -32020, -32022, -32601, ...) or result their input class calls for, in
+    the order the spec's checks go; never a 5xx or a session; a legacy session keeps working."""
+    app, session = fuzz_app
+    headers = _modern_headers(message, routing)
+    body = msgspec.json.encode(message)
+    reply = call_app(app, body=body, headers=headers)
+    check(reply, expect(body, headers, None))
+    assert "mcp-session-id" not in reply.headers
     still_answers(app, session)

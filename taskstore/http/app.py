@@ -58,7 +58,7 @@ from taskstore.http.responses import (
 )
 from taskstore.mcp.auth import AuthContext, Caller
 from taskstore.mcp.capabilities import SUPPORTED_PROTOCOL_VERSIONS
-from taskstore.mcp.era import ERA_2025_11_25, era_of
+from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
 from taskstore.mcp.jsonrpc import error_response
 from taskstore.mcp.request import RequestContext
 from taskstore.mcp.server import McpServer
@@ -244,23 +244,27 @@ class McpWsgiApp:
         auth = self._identify(environ)
         if isinstance(auth, Response):
             return auth
+        protocol_header = environ.get("HTTP_MCP_PROTOCOL_VERSION")
         try:
             message = msgspec.json.decode(body)
         except msgspec.DecodeError:
-            return json_response(
-                200, error_response(None, {"code": PARSE_ERROR, "message": "Parse error"})
+            return self._reply(
+                era_of(None, protocol_header),
+                error_response(None, {"code": PARSE_ERROR, "message": "Parse error"}),
             )
+        era = era_of(message, protocol_header)
         if not isinstance(message, dict):
             # JSON-RPC batches left MCP in 2025-06-18; one clean error instead of a half answer.
             refusal = "Batch requests are not supported" if isinstance(message, list) else None
-            return json_response(
-                200,
+            return self._reply(
+                era,
                 error_response(
                     None, {"code": INVALID_REQUEST, "message": refusal or "Invalid Request"}
                 ),
             )
-        era = era_of(message)
-        if era.sessions and message.get("method") == "initialize" and "id" in message:
+        if not era.sessions:
+            return self._stateless(environ, message, auth, era)
+        if message.get("method") == "initialize" and "id" in message:
             return self._initialize(message, auth)
         found = self._session_context(environ, auth)
         if isinstance(found, Response):
@@ -273,6 +277,24 @@ class McpWsgiApp:
         if isinstance(reply, dict):
             return json_response(200, reply)
         return sse_stream(reply)
+
+    def _stateless(
+        self, environ: WSGIEnvironment, message: JsonDict, auth: AuthContext | None, era: Era
+    ) -> Response:
+        """A request of a stateless era (MCP 2026-07-28): no session is read, made or named;
+        the caller is the authenticated identity (else the anonymous owner)."""
+        ctx = RequestContext(
+            caller=Caller.resolve(auth=auth), era=era, headers=_routing_headers(environ)
+        )
+        reply = self.server.handle(message, ctx)
+        if reply is None:
+            return Response(202)
+        return self._reply(era, reply)
+
+    @staticmethod
+    def _reply(era: Era, reply: JsonDict) -> Response:
+        """One JSON reply, with the HTTP status its era gives it."""
+        return json_response(era.http_status(reply), reply)
 
     def _initialize(self, message: JsonDict, auth: AuthContext | None) -> Response:
         session_id = SessionManager.new_id()
@@ -289,6 +311,8 @@ class McpWsgiApp:
     # -- GET / DELETE --------------------------------------------------------------------
 
     def _get(self, environ: WSGIEnvironment) -> Response:
+        if not environ.get("HTTP_MCP_SESSION_ID"):
+            return _no_session_stream()
         auth = self._identify(environ)
         if isinstance(auth, Response):
             return auth
@@ -337,6 +361,8 @@ class McpWsgiApp:
             session.outbox.close_stream(stream)
 
     def _delete(self, environ: WSGIEnvironment) -> Response:
+        if not environ.get("HTTP_MCP_SESSION_ID"):
+            return _no_session_stream()
         auth = self._identify(environ)
         if isinstance(auth, Response):
             return auth
@@ -346,3 +372,24 @@ class McpWsgiApp:
         session, _ctx = found
         self.sessions.remove(session.id)
         return Response(200)
+
+
+#: The routing headers of MCP 2026-07-28 requests, by WSGI environ key.
+_ROUTING_HEADERS = {
+    "HTTP_MCP_PROTOCOL_VERSION": "mcp-protocol-version",
+    "HTTP_MCP_METHOD": "mcp-method",
+    "HTTP_MCP_NAME": "mcp-name",
+}
+
+
+def _routing_headers(environ: WSGIEnvironment) -> dict[str, str]:
+    """The request's routing headers, by lower-case name (only those it carries)."""
+    return {name: environ[key] for key, name in _ROUTING_HEADERS.items() if key in environ}
+
+
+def _no_session_stream() -> Response:
+    # Without a 2025-11-25 session there is no stream to offer or session to end: a stateless
+    # (2026-07-28) server answers GET and DELETE with 405, which 1.x clients also accept.
+    return http_error(
+        405, INVALID_REQUEST, "Method not allowed without a session", headers=[("Allow", "POST")]
+    )

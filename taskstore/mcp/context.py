@@ -13,10 +13,18 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskstore.context import TaskContext
-from taskstore.errors import InvalidTransitionError, TaskCancelled, TaskNotFoundError, ToolError
+from taskstore.errors import (
+    InputRequired,
+    InvalidTransitionError,
+    MissingCapabilityError,
+    TaskCancelled,
+    TaskNotFoundError,
+    ToolError,
+)
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import JsonDict, notification
 from taskstore.mcp.notifications import NotificationSender
@@ -24,13 +32,31 @@ from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.types import META_RELATED_TASK
 
-__all__ = ["TaskCancelled", "ToolContext"]
+__all__ = ["InputRound", "TaskCancelled", "ToolContext"]
 
 _log = logging.getLogger("taskstore.mcp")
 
 # Without store events from other processes (e.g. DynamoDB), a waiting tool re-reads its task
 # this often to notice a cancel made elsewhere.
 _CANCEL_POLL_S = 0.5
+
+
+@dataclass
+class InputRound:
+    """What a stateless call (MCP 2026-07-28, SEP-2322) knows about the client's input: the
+    answers its retries brought, by input request key, and the capabilities the request
+    declared. A tool's ``n``-th input request in a run has the key ``elicitation-<n>``, so a
+    re-run of the same call meets its earlier answers under the same keys.
+    """
+
+    answers: Mapping[str, Any] = field(default_factory=dict)
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+    asked: int = 0
+
+    def next_key(self) -> str:
+        """The key of the run's next input request."""
+        self.asked += 1
+        return f"elicitation-{self.asked}"
 
 
 class ToolContext:
@@ -41,6 +67,7 @@ class ToolContext:
     :param progress_token: the request's ``_meta.progressToken``, if any.
     :param sender: where progress notifications go (the session's stream), if anywhere.
     :param inputs: the broker carrying input requests to the client (tasks only).
+    :param input_round: the answers of a stateless (MCP 2026-07-28) inline call, if it is one.
     """
 
     def __init__(
@@ -51,8 +78,10 @@ class ToolContext:
         progress_token: str | int | None = None,
         sender: NotificationSender | None = None,
         inputs: InputBroker | None = None,
+        input_round: InputRound | None = None,
     ) -> None:
         self.tool = tool
+        self.input_round = input_round
         self.task = task
         self.progress_token = progress_token
         self.sender = sender
@@ -167,17 +196,24 @@ class ToolContext:
     ) -> JsonDict:
         """Ask the client for input and wait for the answer (MCP ``elicitation/create``).
 
-        The task goes ``input_required`` until the client answers, then back to ``working``.
-        The request reaches the client on the stream of its ``tasks/result`` call.
+        For a task, the task goes ``input_required`` until the client answers, then back to
+        ``working``; the request reaches a 2025-11-25 client on the stream of its
+        ``tasks/result`` call. For a stateless inline call (MCP 2026-07-28) the answer comes from
+        the call's retry: without it yet, the call answers ``InputRequiredResult`` and the tool
+        runs again from the start when the client retries with the answer.
 
         :param requested_schema: the flat object schema of the wanted answer.
         :param timeout: seconds to wait at most (``None``: until answered or cancelled).
         :returns: the client's ``ElicitResult`` (``{"action": ..., "content"?: {...}}``).
-        :raises RuntimeError: not running as a task (inline calls cannot ask for input).
+        :raises RuntimeError: a 2025-11-25 inline call (it cannot ask for input).
+        :raises InputRequired: a stateless call whose retry has not brought the answer yet.
+        :raises MissingCapabilityError: a stateless call from a client without ``elicitation``.
         :raises TaskCancelled: the task was cancelled while waiting.
         :raises TimeoutError: no answer within ``timeout``.
         :raises ToolError: the client answered with a JSON-RPC error.
         """
+        if self.task is None and self.input_round is not None:
+            return self._elicit_statelessly(self.input_round, message, requested_schema)
         task = self._require_task()
         if self.inputs is None:
             raise RuntimeError("this server cannot carry input requests")
@@ -211,6 +247,19 @@ class ToolContext:
             raise ToolError(f"The client could not provide the input: {text or 'error'}")
         result = response.get("result")
         return dict(result) if isinstance(result, Mapping) else {}
+
+    @staticmethod
+    def _elicit_statelessly(
+        round_: InputRound, message: str, requested_schema: Mapping[str, Any]
+    ) -> JsonDict:
+        key = round_.next_key()
+        if key in round_.answers:
+            answer = round_.answers[key]
+            return dict(answer) if isinstance(answer, Mapping) else {}
+        if not isinstance(round_.capabilities.get("elicitation"), Mapping):
+            raise MissingCapabilityError({"elicitation": {}})
+        params = {"mode": "form", "message": message, "requestedSchema": dict(requested_schema)}
+        raise InputRequired({key: {"method": "elicitation/create", "params": params}})
 
     def _enter_input_required(self, task: TaskContext, message: str) -> None:
         try:

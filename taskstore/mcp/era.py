@@ -4,19 +4,46 @@ The transport asks :func:`era_of` before anything else (before sessions), puts t
 the request's :class:`~taskstore.mcp.request.RequestContext`, and everything below takes the
 era's projection and dispatch table from there: nothing below this seam asks "which era?".
 
-Today one era is served: MCP 2025-11-25 (``initialize`` and sessions). A later era is one more
-:class:`Era` value (its projection, its dispatch table in the server) and one more rule here.
+Two eras are served at one endpoint:
+
+- MCP 2025-11-25 (and the older revisions its clients negotiate): ``initialize``, then requests
+  in an ``Mcp-Session-Id`` session; errors travel with HTTP 200.
+- MCP 2026-07-28: stateless; every request carries its protocol version and client
+  capabilities in ``params._meta``; errors of the request envelope are HTTP 400 (404 for an
+  unknown method).
+
+A request is 2026-07-28 when its ``params._meta`` holds any per-request key of that revision,
+when its ``MCP-Protocol-Version`` header names a revision that is not a 2025-era one, or when it
+calls ``server/discover`` (a malformed modern request must get the modern error, not a legacy
+"no session" one). Everything else is 2025-11-25.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from taskstore.mcp.projections import LEGACY, Projection
+from taskstore.errors import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    MISSING_CAPABILITY,
+    PARSE_ERROR,
+    UNSUPPORTED_VERSION,
+)
+from taskstore.mcp.capabilities import SUPPORTED_PROTOCOL_VERSIONS
+from taskstore.mcp.projections import LEGACY, MODERN, Projection
+from taskstore.types import (
+    META_CLIENT_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_PROTOCOL_VERSION,
+)
 
-__all__ = ["ERA_2025_11_25", "Era", "era_of"]
+__all__ = ["ERA_2025_11_25", "ERA_2026_07_28", "Era", "era_of"]
+
+_MODERN_META_KEYS = (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES, META_CLIENT_INFO)
 
 
 @dataclass(frozen=True)
@@ -26,18 +53,61 @@ class Era:
     :ivar name: the era's protocol revision (its newest one).
     :ivar projection: how task records look on its wire.
     :ivar sessions: whether requests belong to an ``initialize``-created session.
+    :ivar error_statuses: the HTTP status of an error reply, by JSON-RPC code (others: 200).
     """
 
     name: str
     projection: Projection
     sessions: bool
+    error_statuses: Mapping[int, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def http_status(self, reply: Mapping[str, Any]) -> int:
+        """The HTTP status of a reply message in this era."""
+        error = reply.get("error")
+        if not isinstance(error, Mapping):
+            return 200
+        code = error.get("code")
+        return self.error_statuses.get(code, 200) if isinstance(code, int) else 200
 
 
-#: MCP 2025-11-25 and the earlier revisions its clients negotiate: sessions, ``tasks`` utility.
+#: MCP 2025-11-25 and the earlier revisions its clients negotiate: sessions, ``tasks`` utility;
+#: JSON-RPC errors travel with HTTP 200 (official 1.x clients read a non-2xx as a transport
+#: failure and lose the code).
 ERA_2025_11_25 = Era(name="2025-11-25", projection=LEGACY, sessions=True)
 
+#: MCP 2026-07-28: stateless requests, ``server/discover``, the tasks extension (SEP-2663).
+ERA_2026_07_28 = Era(
+    name="2026-07-28",
+    projection=MODERN,
+    sessions=False,
+    error_statuses={
+        PARSE_ERROR: 400,
+        INVALID_REQUEST: 400,
+        INVALID_PARAMS: 400,
+        HEADER_MISMATCH: 400,
+        MISSING_CAPABILITY: 400,
+        UNSUPPORTED_VERSION: 400,
+        METHOD_NOT_FOUND: 404,
+    },
+)
 
-def era_of(message: Mapping[str, Any]) -> Era:
-    """The era of one decoded JSON-RPC message (any shape; malformed messages are the era's
-    own business to reject)."""
+
+def era_of(message: object, protocol_header: str | None = None) -> Era:
+    """The era of one decoded JSON-RPC message (any shape; malformed messages are their
+    era's own business to reject).
+
+    :param protocol_header: the request's ``MCP-Protocol-Version`` header, if the transport
+        has headers.
+    """
+    if isinstance(message, Mapping):
+        if message.get("method") == "server/discover":
+            return ERA_2026_07_28
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, Mapping) else None
+        if isinstance(meta, Mapping) and any(key in meta for key in _MODERN_META_KEYS):
+            return ERA_2026_07_28
+    if protocol_header is not None:
+        version = protocol_header.strip()
+        if version and version not in SUPPORTED_PROTOCOL_VERSIONS:
+            return ERA_2026_07_28
     return ERA_2025_11_25

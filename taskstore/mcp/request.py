@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from taskstore.aliases import RequestId
 from taskstore.mcp.auth import Caller
@@ -22,12 +24,20 @@ class RequestContext:
     :ivar request_id: the JSON-RPC id (``None`` for notifications).
     :ivar sender: where out-of-band messages for this caller go (progress, ...), if anywhere.
     :ivar era: the request's protocol era (:func:`taskstore.mcp.era.era_of`).
+    :ivar headers: the transport's request headers with lower-case names (``None`` for a
+        transport without headers, which skips the header rules of MCP 2026-07-28).
+    :ivar client_capabilities: the capabilities the client declared for this request (MCP
+        2026-07-28: from ``params._meta``; ``None`` when the era declares them per session).
     """
 
     caller: Caller
     request_id: RequestId | None = None
     sender: NotificationSender | None = None
     era: Era = ERA_2025_11_25
+    headers: Mapping[str, str] | None = field(default=None, hash=False, compare=False)
+    client_capabilities: Mapping[str, Any] | None = field(
+        default=None, hash=False, compare=False
+    )
 
     @property
     def projection(self) -> Projection:

@@ -41,7 +41,7 @@ from taskstore.errors import (
 )
 from taskstore.mcp.audit import audit
 from taskstore.mcp.auth import Caller
-from taskstore.mcp.context import ToolContext
+from taskstore.mcp.context import InputRound, ToolContext
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import is_valid_id
 from taskstore.mcp.notifications import NotificationSender
@@ -60,7 +60,7 @@ from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
 from taskstore.types import TaskMetadata, decode
 
-__all__ = ["SHUTDOWN_MESSAGE", "ToolAnswer", "ToolRunner"]
+__all__ = ["SHUTDOWN_MESSAGE", "ToolAnswer", "ToolCall", "ToolRunner"]
 
 _log = logging.getLogger("taskstore.mcp")
 
@@ -68,6 +68,16 @@ _log = logging.getLogger("taskstore.mcp")
 SHUTDOWN_MESSAGE = "The server shut down before the task finished"
 # Diagnostics go to clients in statusMessage; keep them short.
 _MAX_DIAGNOSTIC = 500
+
+
+class ToolCall(NamedTuple):
+    """A checked ``tools/call``: the tool, its validated arguments, the progress token and
+    the original params."""
+
+    spec: ToolSpec
+    arguments: dict[str, Any]
+    progress_token: str | int | None
+    params: Mapping[str, Any]
 
 
 class ToolAnswer(NamedTuple):
@@ -150,6 +160,30 @@ class ToolRunner:
         :raises TaskStoreError: the task could not be created (bad ttl ``-32602``, quota,
             anonymous owner, backend failure).
         """
+        call = self.parse_call(params)
+        spec = call.spec
+        task = call.params.get("task")
+        if task is not None and not isinstance(task, Mapping):
+            raise ProtocolError(INVALID_PARAMS, "Invalid params: task must be an object")
+        # The 2025-11-25 rule: the client asks for a task with the `task` param.
+        if task is not None and spec.task_support == "forbidden":
+            raise ProtocolError(
+                METHOD_NOT_FOUND, f"Tool {spec.name} does not support task execution"
+            )
+        if task is None and spec.task_support == "required":
+            raise ProtocolError(
+                METHOD_NOT_FOUND,
+                f"Tool {spec.name} must be called as a task (task-augmented request)",
+            )
+        if task is None:
+            return ToolAnswer(self.run_call(call, ctx))
+        return self.start_call(call, ctx, ttl_ms=decode(task, TaskMetadata).ttl)
+
+    def parse_call(self, params: Mapping[str, Any] | None) -> ToolCall:
+        """Check a ``tools/call``'s params: a known tool, arguments matching its schema.
+
+        :raises ProtocolError: ``-32602`` naming the first problem.
+        """
         if params is None or not isinstance(params, Mapping):
             raise ProtocolError(INVALID_PARAMS, "Invalid params: tools/call needs params")
         name = params.get("name")
@@ -158,28 +192,33 @@ class ToolRunner:
         spec = self.tools.get(name)
         if spec is None:
             raise ProtocolError(INVALID_PARAMS, f"Unknown tool: {name}")
-        task = params.get("task")
-        if task is not None and not isinstance(task, Mapping):
-            raise ProtocolError(INVALID_PARAMS, "Invalid params: task must be an object")
         meta = params.get("_meta")
         if meta is not None and not isinstance(meta, Mapping):
             raise ProtocolError(INVALID_PARAMS, "Invalid params: _meta must be an object")
-        if task is not None and spec.task_support == "forbidden":
-            raise ProtocolError(METHOD_NOT_FOUND, f"Tool {name} does not support task execution")
-        if task is None and spec.task_support == "required":
-            raise ProtocolError(
-                METHOD_NOT_FOUND, f"Tool {name} must be called as a task (task-augmented request)"
-            )
         arguments = validate_arguments(spec, params.get("arguments"))
         token = meta.get("progressToken") if meta is not None else None
-        progress_token = token if is_valid_id(token) else None
-        if task is None:
-            return ToolAnswer(
-                self._run_inline(
-                    spec, arguments, ctx.caller, ctx.sender, ctx.request_id, progress_token
-                )
-            )
-        return self._start_task(spec, arguments, task, ctx, progress_token)
+        return ToolCall(spec, arguments, token if is_valid_id(token) else None, params)
+
+    def run_call(
+        self, call: ToolCall, ctx: RequestContext, *, input_round: InputRound | None = None
+    ) -> JsonDict:
+        """Run a parsed call inline, on the calling thread, and return its ``CallToolResult``
+        (a tool error is an ``isError: true`` result).
+
+        :param input_round: the answers a stateless retry brought (MCP 2026-07-28): the tool's
+            input requests are answered from it, or raise :class:`~taskstore.errors.InputRequired`.
+        :raises ProtocolError: ``-32603`` when the tool raised.
+        :raises InputRequired: the tool needs input the round does not hold.
+        """
+        return self._run_inline(
+            call.spec,
+            call.arguments,
+            ctx.caller,
+            ctx.sender,
+            ctx.request_id,
+            call.progress_token,
+            input_round,
+        )
 
     def run_inline(self, name: str, arguments: Mapping[str, Any], caller: Caller) -> JsonDict:
         """Run tool ``name`` in the calling thread, whatever its ``taskSupport``, and return
@@ -193,7 +232,7 @@ class ToolRunner:
         if spec is None:
             raise ProtocolError(INVALID_PARAMS, f"Unknown tool: {name}")
         checked = validate_arguments(spec, dict(arguments))
-        return self._run_inline(spec, checked, caller, None, None, None)
+        return self._run_inline(spec, checked, caller, None, None, None, None)
 
     def cancel_inline(self, caller: Caller, request_id: RequestId) -> None:
         """Signal cancellation to an inline call (``notifications/cancelled``)."""
@@ -234,8 +273,11 @@ class ToolRunner:
         sender: NotificationSender | None,
         request_id: RequestId | None,
         progress_token: str | int | None,
+        input_round: InputRound | None,
     ) -> JsonDict:
-        ctx = ToolContext(spec.name, progress_token=progress_token, sender=sender)
+        ctx = ToolContext(
+            spec.name, progress_token=progress_token, sender=sender, input_round=input_round
+        )
         key = (caller.session_id or caller.owner, request_id) if request_id is not None else None
         if key is not None:
             with self._lock:
@@ -256,14 +298,17 @@ class ToolRunner:
                 with self._lock:
                     self._inline.pop(key, None)
 
-    def _start_task(
-        self,
-        spec: ToolSpec,
-        arguments: dict[str, Any],
-        task: Mapping[str, Any],
-        request: RequestContext,
-        progress_token: str | int | None,
+    def start_call(
+        self, call: ToolCall, request: RequestContext, *, ttl_ms: int | None = None
     ) -> ToolAnswer:
+        """Create the call's task (``ttl_ms`` as requested; the store validates and clamps it),
+        run the tool on the pool, and answer at once in the request's era.
+
+        :raises TaskStoreError: the task could not be created (bad ttl, quota, anonymous
+            owner, backend failure).
+        :raises ProtocolError: ``-32603`` when the server is shutting down.
+        """
+        spec, arguments, progress_token = call.spec, call.arguments, call.progress_token
         caller = request.caller
         if self._closed:
             raise ProtocolError(INTERNAL_ERROR, "The server is shutting down")
@@ -271,7 +316,7 @@ class ToolRunner:
         record = self.store.create(
             caller.owner,
             "tools/call",
-            ttl_ms=decode(task, TaskMetadata).ttl,
+            ttl_ms=ttl_ms,
             request={"name": spec.name, "arguments": arguments},
         )
         audit("task.created", owner=caller.audit_owner, task_id=record.task_id, tool=spec.name)

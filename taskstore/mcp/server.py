@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, Literal, Union, overload
+from typing import Any, Literal, Protocol, Union, overload
 
 from taskstore._version import __version__
 from taskstore.aliases import JsonDict, RequestId
@@ -36,7 +36,7 @@ from taskstore.errors import (
 )
 from taskstore.mcp.auth import AuthContext, Caller
 from taskstore.mcp.capabilities import negotiate_version, server_capabilities
-from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
+from taskstore.mcp.era import ERA_2025_11_25, ERA_2026_07_28, Era, era_of
 from taskstore.mcp.host import ToolCallHook
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import (
@@ -45,11 +45,13 @@ from taskstore.mcp.jsonrpc import (
     is_valid_id,
     result_response,
 )
+from taskstore.mcp.modern import ModernService
+from taskstore.mcp.mrtr import RequestStateCodec
 from taskstore.mcp.notifications import NotificationSender, StatusNotifier
 from taskstore.mcp.prompts import PromptArgument, PromptContext, PromptHandler, PromptRegistry
 from taskstore.mcp.request import RequestContext, as_context
 from taskstore.mcp.router import TaskRouter
-from taskstore.mcp.runner import ToolRunner
+from taskstore.mcp.runner import ToolAnswer, ToolRunner
 from taskstore.mcp.tools import ToolHandler, ToolRegistry, ToolSpec
 from taskstore.record import TaskRecord
 from taskstore.store import TaskStore
@@ -81,6 +83,11 @@ class McpServer:
     :param instructions: optional ``InitializeResult.instructions``.
     :param max_workers: threads running task-augmented tool calls.
     :param result_timeout: cap in seconds on a blocking ``tasks/result`` (``None``: none).
+    :param request_state_key: signs the ``requestState`` of MCP 2026-07-28 calls that need
+        input (default: ``$TASKSTORE_REQUEST_STATE_KEY``, else a random key of this process;
+        processes behind one endpoint need the same key).
+    :param cache_ttl_ms: the ``ttlMs`` caching hint of MCP 2026-07-28 ``server/discover``,
+        ``tools/list`` and ``prompts/list``.
     """
 
     def __init__(
@@ -92,6 +99,8 @@ class McpServer:
         instructions: str | None = None,
         max_workers: int = 16,
         result_timeout: float | None = None,
+        request_state_key: bytes | str | None = None,
+        cache_ttl_ms: int = 0,
     ) -> None:
         self._store = store
         self.name = name
@@ -103,9 +112,8 @@ class McpServer:
         self.router = TaskRouter(store, result_timeout=result_timeout)
         self.runner = ToolRunner(store, self.tools, inputs=self.inputs, max_workers=max_workers)
         self.notifier = StatusNotifier(store)
-        #: One dispatch table per era: method → handler(params, ctx).
-        self._tables: dict[Era, dict[str, _Method]] = {
-            ERA_2025_11_25: {
+        legacy = _LegacyService(
+            {
                 "initialize": self._initialize,
                 "ping": lambda params, ctx: {},
                 "tools/list": lambda params, ctx: {"tools": self.tools.declarations()},
@@ -114,8 +122,21 @@ class McpServer:
                 "prompts/get": self._get_prompt,
                 **self.router.methods,
             }
-        }
-        self._methods = self._tables[ERA_2025_11_25]  # the default era's table
+        )
+        modern = ModernService(
+            tools=self.tools,
+            prompts=self.prompts,
+            runner=self.runner,
+            render_prompt=self._get_prompt,
+            observe_call=self._observe_call,
+            server_info={"name": self.name, "version": self.version},
+            instructions=instructions,
+            state_codec=RequestStateCodec(request_state_key),
+            cache_ttl_ms=cache_ttl_ms,
+        )
+        #: Each era's service: its admission, its dispatch table, its result envelope.
+        self._eras: dict[Era, _EraService] = {ERA_2025_11_25: legacy, ERA_2026_07_28: modern}
+        self._methods = legacy.methods  # the 2025-11-25 dispatch table
         self._closed = threading.Event()
         self._tool_call_hooks: list[ToolCallHook] = []
 
@@ -297,10 +318,12 @@ class McpServer:
         :raises TaskStoreError: the method's task error (with its JSON-RPC code).
         """
         ctx = as_context(ctx)
-        handler = self._tables.get(ctx.era, {}).get(method)
+        service = self._eras[ctx.era]
+        ctx = service.admit(method, params, ctx)
+        handler = service.methods.get(method)
         if handler is None:
             raise ProtocolError(METHOD_NOT_FOUND, f"Method not found: {method}")
-        return handler(params, ctx)
+        return service.finish(handler(params, ctx))
 
     @staticmethod
     def _error(method: str, exc: TaskStoreError) -> JsonDict:
@@ -423,12 +446,17 @@ class McpServer:
 
     def _call_tool(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
         answer = self.runner.call_tool(params, ctx)
+        self._observe_call(params or {}, answer, ctx)
+        return answer.result
+
+    def _observe_call(
+        self, params: Mapping[str, Any], answer: ToolAnswer, ctx: RequestContext
+    ) -> None:
         for hook in self._tool_call_hooks:
             try:
-                hook(params or {}, answer.result, ctx.caller, answer.task_id)
+                hook(params, answer.result, ctx.caller, answer.task_id)
             except Exception:  # noqa: BLE001 - an observer must never fail the call it observes
                 _log.exception("tools/call hook %r failed", hook)
-        return answer.result
 
     def _get_prompt(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
         if params is None or not isinstance(params.get("name"), str):
@@ -449,6 +477,41 @@ class McpServer:
                 self.runner.cancel_inline(caller, request_id)
         # Everything else (notifications/initialized, progress, roots changes, ...) needs no
         # action from a server that keeps no per-client protocol state beyond the session.
+
+
+class _EraService(Protocol):
+    """What the server needs of one era: admission, a dispatch table, a result envelope."""
+
+    @property
+    def methods(self) -> Mapping[str, _Method]:
+        """The era's dispatch table."""
+        ...
+
+    def admit(
+        self, method: str, params: Mapping[str, Any] | None, ctx: RequestContext
+    ) -> RequestContext:
+        """Check the request before dispatch; return its context (raise to refuse it)."""
+        ...
+
+    def finish(self, result: JsonDict) -> JsonDict:
+        """The result as the era sends it."""
+        ...
+
+
+class _LegacyService:
+    """MCP 2025-11-25: sessions checked by the transport, results sent as handlers return
+    them."""
+
+    def __init__(self, methods: dict[str, _Method]) -> None:
+        self.methods = methods
+
+    def admit(
+        self, method: str, params: Mapping[str, Any] | None, ctx: RequestContext
+    ) -> RequestContext:
+        return ctx
+
+    def finish(self, result: JsonDict) -> JsonDict:
+        return result
 
 
 def _prepend(first: JsonDict | None, rest: ReplyStream) -> ReplyStream:

@@ -36,6 +36,7 @@ __all__ = [
     "error_result",
     "error_text",
     "is_error_result",
+    "missing_capabilities",
     "to_call_tool_result",
     "validate_arguments",
 ]
@@ -62,6 +63,9 @@ class ToolSpec:
     :ivar annotations: optional tool annotations (``readOnlyHint``, ...).
     :ivar immediate_response: optional text for ``CreateTaskResult._meta``'s
         ``io.modelcontextprotocol/model-immediate-response``.
+    :ivar required_capabilities: client capabilities a call needs (a ``ClientCapabilities``
+        object, e.g. ``{"sampling": {}}``); an MCP 2026-07-28 request that does not declare
+        them gets -32021 naming what is missing.
     """
 
     name: str
@@ -73,6 +77,7 @@ class ToolSpec:
     title: str | None = None
     annotations: Mapping[str, Any] | None = None
     immediate_response: str | None = None
+    required_capabilities: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -84,8 +89,12 @@ class ToolSpec:
         if self.input_schema.get("type") != "object":
             raise ValueError("input_schema must be a JSON Schema with type 'object'")
 
-    def declaration(self) -> JsonDict:
-        """The tool as ``tools/list`` shows it (``execution.taskSupport`` always present)."""
+    def declaration(self, *, execution: bool = True) -> JsonDict:
+        """The tool as ``tools/list`` shows it.
+
+        :param execution: include ``execution.taskSupport`` (MCP 2025-11-25; the 2026-07-28
+            tasks extension has no per-tool task support on the wire).
+        """
         tool: JsonDict = {"name": self.name}
         if self.title is not None:
             tool["title"] = self.title
@@ -96,7 +105,8 @@ class ToolSpec:
             tool["outputSchema"] = dict(self.output_schema)
         if self.annotations is not None:
             tool["annotations"] = dict(self.annotations)
-        tool["execution"] = to_builtins(ToolExecution(task_support=self.task_support))
+        if execution:
+            tool["execution"] = to_builtins(ToolExecution(task_support=self.task_support))
         return tool
 
 
@@ -178,9 +188,9 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self._tools)
 
-    def declarations(self) -> list[JsonDict]:
-        """Every tool's ``tools/list`` declaration."""
-        return [spec.declaration() for spec in self]
+    def declarations(self, *, execution: bool = True) -> list[JsonDict]:
+        """Every tool's ``tools/list`` declaration (see :meth:`ToolSpec.declaration`)."""
+        return [spec.declaration(execution=execution) for spec in self]
 
 
 def error_result(message: str, *, structured_content: Mapping[str, Any] | None = None) -> JsonDict:
@@ -283,3 +293,22 @@ def validate_arguments(spec: ToolSpec, arguments: object) -> dict[str, Any]:
                     f"Invalid arguments for tool {spec.name}: {key} must be {wanted}",
                 )
     return arguments
+
+
+def missing_capabilities(
+    required: Mapping[str, Any] | None, declared: Mapping[str, Any] | None
+) -> JsonDict:
+    """The part of ``required`` (a ``ClientCapabilities`` object) that ``declared`` lacks:
+    a top-level capability counts as declared when it is an object; nested requirements (e.g.
+    ``{"extensions": {"io.modelcontextprotocol/tasks": {}}}``) are checked key by key."""
+    missing: JsonDict = {}
+    declared = declared or {}
+    for name, needed in (required or {}).items():
+        have = declared.get(name)
+        if not isinstance(have, Mapping):
+            missing[name] = needed
+        elif isinstance(needed, Mapping) and needed:
+            inner = missing_capabilities(needed, have)
+            if inner:
+                missing[name] = inner
+    return missing

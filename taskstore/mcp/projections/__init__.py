@@ -7,11 +7,14 @@ request (:mod:`taskstore.mcp.era`) picks the projection; the request context car
 router, the runner, the notifications and the workflow bridge.
 
 - :data:`LEGACY` (:class:`LegacyProjection`): MCP 2025-11-25 (DESIGN §3).
+- :data:`MODERN` (:class:`ModernProjection`): MCP 2026-07-28 with the tasks extension
+  (DESIGN §9c).
 """
 
 from __future__ import annotations
 
 from taskstore.mcp.projections.base import Projection
 from taskstore.mcp.projections.legacy import LEGACY, LegacyProjection
+from taskstore.mcp.projections.modern import MODERN, ModernProjection
 
-__all__ = ["LEGACY", "LegacyProjection", "Projection"]
+__all__ = ["LEGACY", "MODERN", "LegacyProjection", "ModernProjection", "Projection"]
