@@ -30,6 +30,7 @@ from typing import Any
 
 from taskstore.errors import INTERNAL_ERROR, ProtocolError, ToolError
 from taskstore.mcp import McpServer, PromptArgument, PromptContext, ToolContext
+from taskstore.mcp.context import elicitation_request
 from taskstore.store import TaskStore
 from taskstore.wsgi import run_cli
 
@@ -79,27 +80,33 @@ def confirm_delete(arguments: dict[str, Any], ctx: ToolContext) -> str:
     return f"Kept {filename}"
 
 
+_NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+_CONFIRM_SCHEMA = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean"}},
+    "required": ["confirm"],
+}
+_WHO = "Who should be greeted?"
+
+
 def multi_input(arguments: dict[str, Any], ctx: ToolContext) -> str:
-    """Ask for a name and for a confirmation, then report both."""
-    name = ctx.elicit(
-        "What is your name?",
-        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    """Ask for a name and for a confirmation at once, then report both."""
+    answers = ctx.request_input(
+        {
+            "name": elicitation_request("What is your name?", _NAME_SCHEMA),
+            "confirm": elicitation_request("Confirm?", _CONFIRM_SCHEMA),
+        },
+        message="Waiting for a name and a confirmation",
     )
-    confirm = ctx.elicit(
-        "Confirm?",
-        {"type": "object", "properties": {"confirm": {"type": "boolean"}}, "required": ["confirm"]},
-    )
-    who = (name.get("content") or {}).get("name", "someone")
-    sure = (confirm.get("content") or {}).get("confirm") is True
+    who = (answers["name"].get("content") or {}).get("name", "someone")
+    sure = (answers["confirm"].get("content") or {}).get("confirm") is True
     return f"{who} {'confirmed' if sure else 'did not confirm'}"
 
 
 def test_tool_with_task(arguments: dict[str, Any], ctx: ToolContext) -> str:
-    """Ask for a name first, then greet it (as a task)."""
-    answer = ctx.elicit(
-        "Who should be greeted?",
-        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-    )
+    """Ask for a name first (before the task starts, where the client can answer so), then
+    greet it."""
+    answer = ctx.elicit(_WHO, _NAME_SCHEMA)
     return f"Hello, {(answer.get('content') or {}).get('name', 'stranger')}!"
 
 
@@ -146,7 +153,12 @@ def build_server(store: TaskStore) -> McpServer:
         },
     )
     server.add_tool(multi_input, task_support="optional", input_schema=_NO_ARGUMENTS)
-    server.add_tool(test_tool_with_task, task_support="required", input_schema=_NO_ARGUMENTS)
+    server.add_tool(
+        test_tool_with_task,
+        task_support="required",
+        input_schema=_NO_ARGUMENTS,
+        pre_task_input={"elicitation-1": elicitation_request(_WHO, _NAME_SCHEMA)},
+    )
     server.add_tool(
         test_missing_capability,
         input_schema=_NO_ARGUMENTS,

@@ -32,18 +32,22 @@ RecordCallback = Callable[[TaskRecord], None]
 class _Event(msgspec.Struct, frozen=True):
     owner: str
     record: TaskRecord
+    status_changed: bool = True
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Event)
 
 
-def encode_event(record: TaskRecord, version: int) -> bytes:
-    """The event bytes announcing ``record``'s new status, as of backend ``version``."""
+def encode_event(record: TaskRecord, version: int, *, status_changed: bool = True) -> bytes:
+    """The event bytes announcing ``record``'s change (its status, or only its input
+    requests), as of backend ``version``."""
     head = msgspec.structs.replace(
-        record, variables={}, request=None, outcome=None, version=version
+        record, variables={}, request=None, outcome=None, input_answers={}, version=version
     )
-    return _encoder.encode(_Event(owner=record.owner, record=head))
+    return _encoder.encode(
+        _Event(owner=record.owner, record=head, status_changed=status_changed)
+    )
 
 
 class StatusEvents:
@@ -55,19 +59,24 @@ class StatusEvents:
 
     def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
-        # (callback as registered, owner filter, what to call with the changed record)
-        self._subscribers: list[tuple[Callable[..., Any], str | None, RecordCallback]] = []
+        # (callback as registered, owner filter, every change or status only, what to call)
+        self._subscribers: list[
+            tuple[Callable[..., Any], str | None, bool, RecordCallback]
+        ] = []
         self._lock = threading.Lock()
         self._remove_listener: Callable[[], None] | None = None
 
-    def watch(self, callback: RecordCallback, owner: str | None) -> Callable[[], None]:
-        """Deliver each changed record (of ``owner``'s tasks, when given) to ``callback``;
-        return a function that unsubscribes."""
-        return self._add(callback, owner, callback)
+    def watch(
+        self, callback: RecordCallback, owner: str | None, every_change: bool = False
+    ) -> Callable[[], None]:
+        """Deliver each record whose status changed (``every_change``: also those whose input
+        requests changed) of ``owner``'s tasks (when given) to ``callback``; return a
+        function that unsubscribes."""
+        return self._add(callback, owner, every_change, callback)
 
     def subscribe(self, callback: StatusCallback, owner: str | None) -> Callable[[], None]:
-        """Deliver each changed task's flat 2025-11-25 wire dict to ``callback``."""
-        return self._add(callback, owner, lambda record: callback(record.to_wire()))
+        """Deliver each status-changed task's flat 2025-11-25 wire dict to ``callback``."""
+        return self._add(callback, owner, False, lambda record: callback(record.to_wire()))
 
     def unsubscribe(self, callback: Callable[..., Any]) -> None:
         """Stop calling ``callback`` (every subscription of it); unknown ones are ignored."""
@@ -83,10 +92,14 @@ class StatusEvents:
             self._stop_listening()
 
     def _add(
-        self, key: Callable[..., Any], owner: str | None, deliver: RecordCallback
+        self,
+        key: Callable[..., Any],
+        owner: str | None,
+        every_change: bool,
+        deliver: RecordCallback,
     ) -> Callable[[], None]:
         with self._lock:
-            self._subscribers.append((key, owner, deliver))
+            self._subscribers.append((key, owner, every_change, deliver))
             if self._remove_listener is None:
                 self._remove_listener = self._backend.add_listener(self._dispatch)
 
@@ -106,8 +119,10 @@ class StatusEvents:
         except (msgspec.ValidationError, msgspec.DecodeError):
             _log.warning("ignoring a malformed task event")
             return
-        for callback, owner, deliver in self._subscribers:
+        for callback, owner, every_change, deliver in self._subscribers:
             if owner is not None and owner != event.owner:
+                continue
+            if not (event.status_changed or every_change):
                 continue
             try:
                 deliver(event.record)

@@ -86,6 +86,13 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     :ivar version: the backend version this record was read at (not part of the stored bytes).
     :ivar outcome: the outcome when it was loaded (``complete``/``fail`` return it; ``get`` and
         ``list`` do not load it); not part of the stored record bytes.
+    :ivar input_requests: the task's outstanding requests for client input, by key (each
+        ``{"method", "params"}``, e.g. an ``elicitation/create``); kept in the record so any
+        process can relay them and accept their answers.
+    :ivar input_answers: answers received for the task's requests, by key, not yet taken by
+        the tool waiting for them.
+    :ivar input_keys: how many input request keys were ever issued (keys are ``input-<n>``,
+        never reused within a task).
     """
 
     task: Task
@@ -98,6 +105,9 @@ class TaskRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     outcome_kind: OutcomeKind | None = None
     version: int = 0
     outcome: Outcome | None = None
+    input_requests: dict[str, Any] = {}
+    input_answers: dict[str, Any] = {}
+    input_keys: int = 0
 
     @property
     def task_id(self) -> str:

@@ -18,6 +18,8 @@ import msgspec
 
 from taskstore._keys import decode_cursor, encode_cursor, key_text
 from taskstore._keys import new_task_id as _new_task_id
+from taskstore._store_inputs import Change as _Change
+from taskstore._store_inputs import InputRequestsMixin
 from taskstore.backends.base import ListPosition, RecordKey, StorageBackend
 from taskstore.clock import Clock, SystemClock, format_timestamp
 from taskstore.config import StoreConfig
@@ -67,19 +69,13 @@ class TaskPage(NamedTuple):
     next_cursor: str | None
 
 
-class _Change(NamedTuple):
-    record: TaskRecord
-    outcome: Outcome | None = None
-    status_changed: bool = False
-
-
 _OUTCOME_OVERHEAD = {
     "result": len(encode_outcome(Outcome.of_result(0))) - 1,
     "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
 }
 
 
-class TaskStore:
+class TaskStore(InputRequestsMixin):
     """Owner-scoped MCP tasks over a :class:`~taskstore.backends.base.StorageBackend`.
 
     Thread-safe: one store may be shared by every thread of a process, and several processes
@@ -465,9 +461,12 @@ class TaskStore:
 
     # -- events --------------------------------------------------------------------------
 
-    def watch(self, callback: RecordCallback, *, owner: str | None = None) -> Callable[[], None]:
+    def watch(
+        self, callback: RecordCallback, *, owner: str | None = None, every_change: bool = False
+    ) -> Callable[[], None]:
         """Call ``callback(record)`` after every status change (of ``owner``'s tasks only,
-        when given); return a function that unsubscribes.
+        when given; with ``every_change`` also after changes of a task's input requests);
+        return a function that unsubscribes.
 
         The record is the task after the change, without its variables, request or outcome
         (events stay small; read the task for more). Changes made by other processes sharing
@@ -475,7 +474,7 @@ class TaskStore:
         (Redis). Callbacks run on the writer's or the backend's listener thread; one that raises
         is logged and never breaks the store.
         """
-        return self._events.watch(callback, owner)
+        return self._events.watch(callback, owner, every_change)
 
     def subscribe(
         self, callback: StatusCallback, *, owner: str | None = None
@@ -603,8 +602,12 @@ class TaskStore:
                     record.version,
                     outcome=None if change.outcome is None else encode_outcome(change.outcome),
                     event=(
-                        encode_event(change.record, record.version + 1)
-                        if change.status_changed
+                        encode_event(
+                            change.record,
+                            record.version + 1,
+                            status_changed=change.status_changed,
+                        )
+                        if change.status_changed or change.notify
                         else None
                     ),
                     now_ms=now,

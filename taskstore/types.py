@@ -45,6 +45,7 @@ __all__ = [
     "TaskMetadata",
     "TaskSupport",
     "ToolExecution",
+    "UpdateTaskParams",
     "WireStruct",
     "WorkflowPauseReason",
     "WorkflowProgress",
@@ -167,6 +168,14 @@ class CancelTaskParams(WireStruct, frozen=True):
     def has_result(self) -> bool:
         """``True`` when the request carried a ``result`` key (even ``null``)."""
         return self.result is not msgspec.UNSET
+
+
+class UpdateTaskParams(WireStruct, frozen=True):
+    """Params of the tasks extension's ``tasks/update``: answers to input requests by key."""
+
+    task_id: str
+    input_responses: dict[str, Any]
+    meta: dict[str, Any] | None = msgspec.field(default=None, name="_meta")
 
 
 class ToolExecution(WireStruct, frozen=True, omit_defaults=False):

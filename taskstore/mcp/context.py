@@ -29,10 +29,9 @@ from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import JsonDict, notification
 from taskstore.mcp.notifications import NotificationSender
 from taskstore.record import TaskRecord
-from taskstore.states import TaskStatus
 from taskstore.types import META_RELATED_TASK
 
-__all__ = ["InputRound", "TaskCancelled", "ToolContext"]
+__all__ = ["InputRound", "TaskCancelled", "ToolContext", "elicitation_request"]
 
 _log = logging.getLogger("taskstore.mcp")
 
@@ -196,87 +195,131 @@ class ToolContext:
     ) -> JsonDict:
         """Ask the client for input and wait for the answer (MCP ``elicitation/create``).
 
-        For a task, the task goes ``input_required`` until the client answers, then back to
-        ``working``; the request reaches a 2025-11-25 client on the stream of its
-        ``tasks/result`` call. For a stateless inline call (MCP 2026-07-28) the answer comes from
-        the call's retry: without it yet, the call answers ``InputRequiredResult`` and the tool
-        runs again from the start when the client retries with the answer.
+        For a task, the request is filed in the task's record and the task goes
+        ``input_required`` until the client answers, then back to ``working``; any server
+        process can relay it (a 2025-11-25 client gets it on the stream of its ``tasks/result``
+        call, a 2026-07-28 client sees it in ``tasks/get`` and answers with ``tasks/update``),
+        and the answer reaches this tool wherever it arrives. For a stateless inline call (MCP
+        2026-07-28) the answer comes from the call's retry: without it yet, the call answers
+        ``InputRequiredResult`` and the tool runs again from the start when the client retries.
 
         :param requested_schema: the flat object schema of the wanted answer.
         :param timeout: seconds to wait at most (``None``: until answered or cancelled).
         :returns: the client's ``ElicitResult`` (``{"action": ..., "content"?: {...}}``).
         :raises RuntimeError: a 2025-11-25 inline call (it cannot ask for input).
         :raises InputRequired: a stateless call whose retry has not brought the answer yet.
-        :raises MissingCapabilityError: a stateless call from a client without ``elicitation``.
+        :raises MissingCapabilityError: the request did not declare ``elicitation``.
         :raises TaskCancelled: the task was cancelled while waiting.
         :raises TimeoutError: no answer within ``timeout``.
         :raises ToolError: the client answered with a JSON-RPC error.
         """
-        if self.task is None and self.input_round is not None:
-            return self._elicit_statelessly(self.input_round, message, requested_schema)
+        request = elicitation_request(message, requested_schema)
+        round_ = self.input_round
+        if round_ is not None:
+            key = round_.next_key()
+            if key in round_.answers:
+                return _elicit_result(round_.answers[key])
+            if self.task is None:
+                self.check_capability(round_, request)
+                raise InputRequired({key: request})
+        return self.request_input({"answer": request}, message=message, timeout=timeout)["answer"]
+
+    def request_input(
+        self,
+        requests: Mapping[str, Mapping[str, Any]],
+        *,
+        message: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, JsonDict]:
+        """Ask the client for several inputs at once (each ``{"method", "params"}``, e.g.
+        :func:`elicitation_request`) and wait until every one is answered.
+
+        For a task, the requests are filed together in the task's record, so the client sees
+        all of them outstanding at once and may answer them one by one. For a stateless inline
+        call (MCP 2026-07-28) they are asked together in one ``InputRequiredResult`` under the
+        tool's names, and answered by the call's retry.
+
+        :param requests: the tool's own name for each request → the request.
+        :param message: the task's ``statusMessage`` while it waits.
+        :returns: each request's answer, by the tool's name for it.
+        :raises RuntimeError: a 2025-11-25 inline call (it cannot ask for input).
+        :raises InputRequired: a stateless call whose retry has not brought every answer yet.
+        :raises MissingCapabilityError: the request did not declare the capability a request
+            needs (``elicitation``, ``sampling``, ``roots``).
+        :raises TaskCancelled: the task was cancelled (or expired) while waiting.
+        :raises TimeoutError: not every answer arrived within ``timeout``.
+        :raises ToolError: the client answered with a JSON-RPC error.
+        """
+        names = list(requests)
+        round_ = self.input_round
+        if round_ is not None:
+            if all(name in round_.answers for name in names):
+                return {name: _elicit_result(round_.answers[name]) for name in names}
+            for name in names:
+                self.check_capability(round_, requests[name])
+            if self.task is None:
+                missing = {n: dict(requests[n]) for n in names if n not in round_.answers}
+                raise InputRequired(missing)
         task = self._require_task()
-        if self.inputs is None:
-            raise RuntimeError("this server cannot carry input requests")
-        pending = self.inputs.ask(
-            task.task_id,
-            task.owner,
-            "elicitation/create",
-            {"mode": "form", "message": message, "requestedSchema": dict(requested_schema)},
-        )
+        store = task.store
         try:
-            self._enter_input_required(task, message)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not pending.done.is_set():
-                if self.cancelled:
-                    raise TaskCancelled(task.task_id)
-                wait_s = _CANCEL_POLL_S
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise TimeoutError(f"no answer to the input request within {timeout} s")
-                    wait_s = min(wait_s, remaining)
-                pending.done.wait(wait_s)
-        finally:
-            self.inputs.withdraw(pending)
-        if self.inputs.outstanding(task.task_id, task.owner) == 0:
-            self._leave_input_required(task)
-        response = pending.response or {}
-        if "error" in response:
-            error = response["error"]
-            text = error.get("message") if isinstance(error, Mapping) else None
-            raise ToolError(f"The client could not provide the input: {text or 'error'}")
-        result = response.get("result")
-        return dict(result) if isinstance(result, Mapping) else {}
+            _record, keys = store.request_input(
+                task.task_id, task.owner, [requests[name] for name in names], message
+            )
+            answers = self._await_answers(keys, timeout)
+        except (InvalidTransitionError, TaskNotFoundError):
+            raise TaskCancelled(task.task_id) from None
+        return {name: _elicit_result(answers[key]) for name, key in zip(names, keys, strict=True)}
+
+    def _await_answers(self, keys: list[str], timeout: float | None) -> dict[str, Any]:
+        task = self._require_task()
+        store = task.store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = store.get(task.task_id, task.owner)
+            if all(key in record.input_answers for key in keys):
+                taken = store.take_input(task.task_id, task.owner, keys)
+                if taken is not None:
+                    return taken
+                continue
+            if record.is_terminal or self.cancelled:
+                raise TaskCancelled(task.task_id)
+            wait_s = _CANCEL_POLL_S
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no answer to the input request within {timeout} s")
+                wait_s = min(wait_s, remaining)
+            store.wait_for_change(task.task_id, task.owner, record.version, wait_s)
 
     @staticmethod
-    def _elicit_statelessly(
-        round_: InputRound, message: str, requested_schema: Mapping[str, Any]
-    ) -> JsonDict:
-        key = round_.next_key()
-        if key in round_.answers:
-            answer = round_.answers[key]
-            return dict(answer) if isinstance(answer, Mapping) else {}
-        if not isinstance(round_.capabilities.get("elicitation"), Mapping):
-            raise MissingCapabilityError({"elicitation": {}})
-        params = {"mode": "form", "message": message, "requestedSchema": dict(requested_schema)}
-        raise InputRequired({key: {"method": "elicitation/create", "params": params}})
+    def check_capability(round_: InputRound, request: Mapping[str, Any]) -> None:
+        """:raises MissingCapabilityError: ``round_``'s request did not declare the client
+        capability ``request`` needs (``elicitation``, ``sampling``, ``roots``)."""
+        needed = _CAPABILITY_OF.get(str(request.get("method")))
+        if needed is not None and not isinstance(round_.capabilities.get(needed), Mapping):
+            raise MissingCapabilityError({needed: {}})
 
-    def _enter_input_required(self, task: TaskContext, message: str) -> None:
-        try:
-            task.require_input(message)
-        except InvalidTransitionError as exc:
-            # Another input request of the same task got there first: already waiting.
-            if exc.to_status == exc.from_status == TaskStatus.INPUT_REQUIRED.value:
-                return
-            raise TaskCancelled(task.task_id) from None
-        except TaskNotFoundError:
-            raise TaskCancelled(task.task_id) from None
 
-    def _leave_input_required(self, task: TaskContext) -> None:
-        try:
-            task.resume()
-        except InvalidTransitionError as exc:
-            if exc.from_status != TaskStatus.WORKING.value:
-                raise TaskCancelled(task.task_id) from None
-        except TaskNotFoundError:
-            raise TaskCancelled(task.task_id) from None
+#: The client capability each kind of input request needs (MCP 2026-07-28 checks them).
+_CAPABILITY_OF = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
+
+
+def elicitation_request(message: str, requested_schema: Mapping[str, Any]) -> JsonDict:
+    """An ``elicitation/create`` input request (form mode) for :meth:`ToolContext.request_input`
+    or a tool's ``pre_task_input``."""
+    params = {"mode": "form", "message": message, "requestedSchema": dict(requested_schema)}
+    return {"method": "elicitation/create", "params": params}
+
+
+def _elicit_result(answer: Any) -> JsonDict:
+    """An answer as the tool gets it; a JSON-RPC error answer raises :class:`ToolError`."""
+    if isinstance(answer, Mapping) and "error" in answer and "action" not in answer:
+        error = answer["error"]
+        text = error.get("message") if isinstance(error, Mapping) else None
+        raise ToolError(f"The client could not provide the input: {text or 'error'}")
+    return dict(answer) if isinstance(answer, Mapping) else {}

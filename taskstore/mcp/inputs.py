@@ -1,149 +1,92 @@
-"""Server → client input requests of running tasks (``elicitation/create`` and friends).
+"""Relaying tasks' input requests to 2025-11-25 clients, and their answers back.
 
-A tool running as a task asks the client for input through :meth:`InputBroker.ask`; the task
-goes ``input_required``. The requests reach the client on the stream of its ``tasks/result``
-call (spec: a requestor that sees ``input_required`` calls ``tasks/result``), and the client's
-JSON-RPC *response*, posted back on its session, is routed here by :meth:`InputBroker.resolve`.
-
-Pending requests live in this process's memory: the process running the tool is the one that
-can deliver them (a ``tasks/result`` served by another process sees ``input_required`` but not
-the request). Every method is thread-safe.
+A tool's requests for input live in its task's record (:mod:`taskstore.input_requests`), so
+any server process can relay them. A 2025-11-25 client that sees ``input_required`` calls
+``tasks/result``; that call's stream sends each outstanding request as a JSON-RPC request whose
+id names the task and the request's key, and the client's JSON-RPC response, posted back on
+its session (to any process), is written into the record by :meth:`InputBroker.resolve`. Two
+streams open on one task at the same moment may both carry a request; the first answer wins,
+the second is ignored. Every method is thread-safe.
 """
 
 from __future__ import annotations
 
-import itertools
-import secrets
-import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from taskstore.mcp.jsonrpc import JsonDict, request
-from taskstore.types import META_RELATED_TASK
+from taskstore.aliases import JsonDict
+from taskstore.errors import TaskStoreError
+from taskstore.mcp.jsonrpc import request
+from taskstore.record import TaskRecord
+from taskstore.store import TaskStore
+from taskstore.types import META_RELATED_TASK, RelatedTaskMetadata, to_builtins
 
-__all__ = ["InputBroker", "PendingInput"]
+__all__ = ["REQUEST_ID_PREFIX", "InputBroker"]
 
-
-@dataclass(eq=False)
-class PendingInput:
-    """One outstanding server → client request of a task.
-
-    :ivar request_id: the JSON-RPC id the client's response must carry.
-    :ivar message: the JSON-RPC request to deliver.
-    :ivar response: the client's JSON-RPC response once it arrived.
-    """
-
-    request_id: str
-    task_id: str
-    owner: str
-    message: JsonDict
-    response: JsonDict | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    holder: object | None = None
+#: Prefix of the JSON-RPC ids of relayed input requests: ``taskstore-input:<task>:<key>``.
+REQUEST_ID_PREFIX = "taskstore-input:"
 
 
 class InputBroker:
-    """Holds every outstanding input request of the tasks running in this process."""
+    """Relays the input requests of ``store``'s tasks to 2025-11-25 clients.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_id: dict[str, PendingInput] = {}
-        self._by_task: dict[tuple[str, str], list[PendingInput]] = {}
-        self._watchers: dict[tuple[str, str], list[Callable[[], None]]] = {}
-        # The random prefix keeps ids of different server processes apart; the counter keeps
-        # them unique within one.
-        self._prefix = f"taskstore-{secrets.token_hex(6)}-"
-        self._counter = itertools.count(1)
+    :param store: where the tasks (and their requests) live.
+    """
 
-    def ask(self, task_id: str, owner: str, method: str, params: Mapping[str, Any]) -> PendingInput:
-        """Queue a request for the client of task ``task_id``; return its handle.
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
 
-        The request's ``params._meta`` carries the related-task key (spec: every message
-        about a task names it).
-        """
-        body = dict(params)
-        meta = body.get("_meta")
-        merged: JsonDict = dict(meta) if isinstance(meta, Mapping) else {}
-        merged[META_RELATED_TASK] = {"taskId": task_id}
-        body["_meta"] = merged
-        request_id = f"{self._prefix}{next(self._counter)}"
-        pending = PendingInput(
-            request_id=request_id,
-            task_id=task_id,
-            owner=owner,
-            message=request(request_id, method, body),
-        )
-        with self._lock:
-            self._by_id[request_id] = pending
-            self._by_task.setdefault((owner, task_id), []).append(pending)
-            watchers = list(self._watchers.get((owner, task_id), ()))
-        for wake in watchers:
-            wake()
-        return pending
+    @staticmethod
+    def request_id(task_id: str, key: str) -> str:
+        """The JSON-RPC id of the relayed request ``key`` of task ``task_id``."""
+        return f"{REQUEST_ID_PREFIX}{task_id}:{key}"
 
-    def withdraw(self, pending: PendingInput) -> None:
-        """Forget ``pending`` (answered, or its task ended)."""
-        with self._lock:
-            self._by_id.pop(pending.request_id, None)
-            key = (pending.owner, pending.task_id)
-            items = self._by_task.get(key)
-            if items is not None:
-                if pending in items:
-                    items.remove(pending)
-                if not items:
-                    del self._by_task[key]
-
-    def outstanding(self, task_id: str, owner: str) -> int:
-        """How many requests of the task still wait for an answer."""
-        with self._lock:
-            return len(self._by_task.get((owner, task_id), ()))
-
-    def take(self, task_id: str, owner: str, holder: object) -> list[JsonDict]:
-        """Return the task's requests not yet held by a stream, and mark them held by
-        ``holder`` (each request goes to one stream only, as the transport spec requires)."""
-        with self._lock:
-            taken = []
-            for pending in self._by_task.get((owner, task_id), ()):
-                if pending.holder is None:
-                    pending.holder = holder
-                    taken.append(pending.message)
-            return taken
-
-    def release(self, holder: object) -> None:
-        """A stream closed: its unanswered requests may go out on the next stream."""
-        with self._lock:
-            for pending in self._by_id.values():
-                if pending.holder is holder:
-                    pending.holder = None
-
-    def watch(self, task_id: str, owner: str, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call ``wake()`` whenever a request for the task is queued; return the remover."""
-        key = (owner, task_id)
-        with self._lock:
-            self._watchers.setdefault(key, []).append(wake)
-
-        def remove() -> None:
-            with self._lock:
-                items = self._watchers.get(key)
-                if items is not None and wake in items:
-                    items.remove(wake)
-                    if not items:
-                        del self._watchers[key]
-
-        return remove
+    def messages(self, record: TaskRecord, sent: set[str]) -> list[JsonDict]:
+        """The JSON-RPC requests for ``record``'s outstanding input requests whose keys are
+        not in ``sent`` (which they are added to). Each names its task in ``_meta``."""
+        messages = []
+        for key, input_request in record.input_requests.items():
+            if key in sent:
+                continue
+            sent.add(key)
+            params = dict(input_request.get("params") or {})
+            meta = params.get("_meta")
+            merged: JsonDict = dict(meta) if isinstance(meta, Mapping) else {}
+            merged[META_RELATED_TASK] = to_builtins(RelatedTaskMetadata(task_id=record.task_id))
+            params["_meta"] = merged
+            method = str(input_request.get("method"))
+            messages.append(request(self.request_id(record.task_id, key), method, params))
+        return messages
 
     def resolve(self, response: Mapping[str, Any], owner: str) -> bool:
-        """Deliver a client's JSON-RPC response; ``False`` when no request of ``owner`` has
-        its id (unknown, already answered, or another owner's: ignored without a trace)."""
+        """Write a client's JSON-RPC response to a relayed request into its task.
+
+        :returns: ``False`` when the id names no outstanding request of ``owner``'s tasks
+            (unknown, already answered, another owner's, or the task ended): the response is
+            ignored without a trace.
+        """
         request_id = response.get("id")
-        if not isinstance(request_id, str):
+        if not isinstance(request_id, str) or not request_id.startswith(REQUEST_ID_PREFIX):
             return False
-        with self._lock:
-            pending = self._by_id.get(request_id)
-            if pending is None or pending.owner != owner:
+        task_id, _, key = request_id[len(REQUEST_ID_PREFIX) :].rpartition(":")
+        if not task_id or not key:
+            return False
+        if "result" in response:
+            answer: Any = response["result"]
+        else:
+            answer = {"error": response.get("error")}
+        try:
+            before = self.store.get(task_id, owner)
+            if key not in before.input_requests:
                 return False
-        pending.response = dict(response)
-        pending.done.set()
-        self.withdraw(pending)
-        return True
+            after = self.store.answer_input(task_id, owner, {key: answer})
+        except TaskStoreError:
+            return False
+        return key not in after.input_requests
+
+    def outstanding(self, task_id: str, owner: str) -> int:
+        """How many requests of the task still wait for an answer (0 for an unknown task)."""
+        try:
+            return len(self.store.get(task_id, owner).input_requests)
+        except TaskStoreError:
+            return 0

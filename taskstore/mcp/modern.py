@@ -25,7 +25,8 @@ from taskstore.errors import (
     ProtocolError,
     UnsupportedVersionError,
 )
-from taskstore.mcp.context import InputRound
+from taskstore.mcp.context import InputRound, ToolContext
+from taskstore.mcp.modern_tasks import ExtensionTaskRouter, declares_tasks, require_tasks
 from taskstore.mcp.mrtr import RequestStateCodec
 from taskstore.mcp.projections.modern import complete
 from taskstore.mcp.prompts import PromptRegistry
@@ -37,6 +38,7 @@ from taskstore.types import (
     META_PROTOCOL_VERSION,
     META_SERVER_INFO,
     MODERN_PROTOCOL_VERSION,
+    TASKS_EXTENSION,
     DiscoverResult,
     InputRequiredResult,
     to_builtins,
@@ -90,6 +92,7 @@ class ModernService:
     :param server_info: ``{"name", "version"}`` for every result's ``_meta``.
     :param instructions: ``server/discover``'s optional instructions.
     :param state_codec: signs ``requestState`` of multi-round calls.
+    :param task_router: the tasks extension's ``tasks/*``.
     :param cache_ttl_ms: the ``ttlMs`` caching hint of ``server/discover`` and the lists.
     """
 
@@ -104,6 +107,7 @@ class ModernService:
         server_info: Mapping[str, str],
         instructions: str | None,
         state_codec: RequestStateCodec,
+        task_router: ExtensionTaskRouter,
         cache_ttl_ms: int = 0,
     ) -> None:
         self.tools = tools
@@ -122,6 +126,7 @@ class ModernService:
             "tools/call": self._call_tool,
             "prompts/list": self._list_prompts,
             "prompts/get": render_prompt,
+            **task_router.methods,
         }
 
     # -- admission and envelope ----------------------------------------------------------
@@ -194,7 +199,7 @@ class ModernService:
         result: JsonDict = to_builtins(
             DiscoverResult(
                 supported_versions=list(SUPPORTED_VERSIONS),
-                capabilities={"tools": {}, "prompts": {}},
+                capabilities={"tools": {}, "prompts": {}, "extensions": {TASKS_EXTENSION: {}}},
                 ttl_ms=self.cache_ttl_ms,
                 cache_scope="public",
                 instructions=self.instructions,
@@ -221,30 +226,49 @@ class ModernService:
         )
 
     def _call_tool(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
+        """``tools/call``: a task when the tool may run as one and the request declares the
+        tasks extension (the legacy ``task`` param is ignored), else inline; input the call
+        needs first comes through SEP-2322 rounds."""
         call = self.runner.parse_call(params)
-        missing = missing_capabilities(call.spec.required_capabilities, ctx.client_capabilities)
+        spec = call.spec
+        missing = missing_capabilities(spec.required_capabilities, ctx.client_capabilities)
         if missing:
             raise MissingCapabilityError(missing)
-        answer = self._run_inline(call, ctx)
-        self.observe_call(call.params, answer, ctx)
-        return answer.result
-
-    def _run_inline(self, call: ToolCall, ctx: RequestContext) -> ToolAnswer:
-        """Run the call inline; a tool asking for input answers ``InputRequiredResult`` with
-        the answers so far sealed in ``requestState`` (SEP-2322)."""
-        call_digest = self.state_codec.call_digest("tools/call", call.spec.name, call.arguments)
+        as_task = spec.task_support != "forbidden" and declares_tasks(ctx)
+        if spec.task_support == "required" and not as_task:
+            require_tasks(ctx)
+        call_digest = self.state_codec.call_digest("tools/call", spec.name, call.arguments)
         caller_digest = self.state_codec.caller_digest(ctx.caller.owner)
         answers = self._answers(call.params, call_digest, caller_digest)
         round_ = InputRound(answers=answers, capabilities=ctx.client_capabilities or {})
         try:
-            return ToolAnswer(self.runner.run_call(call, ctx, input_round=round_))
+            if as_task:
+                answer = self._start_task(call, ctx, round_)
+            else:
+                answer = ToolAnswer(self.runner.run_call(call, ctx, input_round=round_))
         except InputRequired as needed:
             pending = list(needed.requests)
             state = self.state_codec.seal(call_digest, caller_digest, answers, pending)
             asked: JsonDict = to_builtins(
                 InputRequiredResult(input_requests=needed.requests, request_state=state)
             )
-            return ToolAnswer(asked)
+            return asked
+        self.observe_call(call.params, answer, ctx)
+        return answer.result
+
+    def _start_task(self, call: ToolCall, ctx: RequestContext, round_: InputRound) -> ToolAnswer:
+        """Create the call's task once the input it needs first is answered (SEP-2663 with
+        SEP-2322: the rounds come before the task, and their keys end with it)."""
+        needed = {
+            key: request
+            for key, request in (call.spec.pre_task_input or {}).items()
+            if key not in round_.answers
+        }
+        if needed:
+            for request in needed.values():
+                ToolContext.check_capability(round_, request)
+            raise InputRequired(needed)
+        return self.runner.start_call(call, ctx, input_round=round_)
 
     def _answers(
         self, params: Mapping[str, Any], call_digest: str, caller_digest: str

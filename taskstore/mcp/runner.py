@@ -117,7 +117,7 @@ class ToolRunner:
     ) -> None:
         self.store = store
         self.tools = tools
-        self.inputs = inputs if inputs is not None else InputBroker()
+        self.inputs = inputs if inputs is not None else InputBroker(store)
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="taskstore-tool"
         )
@@ -299,7 +299,12 @@ class ToolRunner:
                     self._inline.pop(key, None)
 
     def start_call(
-        self, call: ToolCall, request: RequestContext, *, ttl_ms: int | None = None
+        self,
+        call: ToolCall,
+        request: RequestContext,
+        *,
+        ttl_ms: int | None = None,
+        input_round: InputRound | None = None,
     ) -> ToolAnswer:
         """Create the call's task (``ttl_ms`` as requested; the store validates and clamps it),
         run the tool on the pool, and answer at once in the request's era.
@@ -307,6 +312,9 @@ class ToolRunner:
         :raises TaskStoreError: the task could not be created (bad ttl, quota, anonymous
             owner, backend failure).
         :raises ProtocolError: ``-32603`` when the server is shutting down.
+
+        :param input_round: answers gathered before the task (MCP 2026-07-28), and the client
+            capabilities the tool's input requests are checked against.
         """
         spec, arguments, progress_token = call.spec, call.arguments, call.progress_token
         caller = request.caller
@@ -326,6 +334,7 @@ class ToolRunner:
             progress_token=progress_token,
             sender=request.sender,
             inputs=self.inputs,
+            input_round=input_round,
         )
         with self._lock:
             self._tasks[record.task_id] = (ctx, caller)

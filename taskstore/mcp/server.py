@@ -46,6 +46,7 @@ from taskstore.mcp.jsonrpc import (
     result_response,
 )
 from taskstore.mcp.modern import ModernService
+from taskstore.mcp.modern_tasks import ExtensionTaskRouter
 from taskstore.mcp.mrtr import RequestStateCodec
 from taskstore.mcp.notifications import NotificationSender, StatusNotifier
 from taskstore.mcp.prompts import PromptArgument, PromptContext, PromptHandler, PromptRegistry
@@ -108,7 +109,7 @@ class McpServer:
         self.instructions = instructions
         self.tools = ToolRegistry()
         self.prompts = PromptRegistry()
-        self.inputs = InputBroker()
+        self.inputs = InputBroker(store)
         self.router = TaskRouter(store, result_timeout=result_timeout)
         self.runner = ToolRunner(store, self.tools, inputs=self.inputs, max_workers=max_workers)
         self.notifier = StatusNotifier(store)
@@ -132,6 +133,7 @@ class McpServer:
             server_info={"name": self.name, "version": self.version},
             instructions=instructions,
             state_codec=RequestStateCodec(request_state_key),
+            task_router=ExtensionTaskRouter(store),
             cache_ttl_ms=cache_ttl_ms,
         )
         #: Each era's service: its admission, its dispatch table, its result envelope.
@@ -379,7 +381,7 @@ class McpServer:
     def _result_events(
         self, task_id: str, ctx: RequestContext, request_id: RequestId, keepalive_s: float
     ) -> ReplyStream:
-        holder = object()
+        sent: set[str] = set()
         wake = threading.Event()
         caller = ctx.caller
 
@@ -387,17 +389,19 @@ class McpServer:
             if record.task_id == task_id:
                 wake.set()
 
-        stop_watching = self.inputs.watch(task_id, caller.owner, wake.set)
-        unsubscribe = self.store.watch(on_change, owner=caller.owner)
+        unsubscribe = self.store.watch(on_change, owner=caller.owner, every_change=True)
         last_sent = time.monotonic()
         try:
             while True:
                 wake.clear()
-                for message in self.inputs.take(task_id, caller.owner, holder):
-                    last_sent = time.monotonic()
-                    yield message
                 try:
                     record = self.store.get(task_id, caller.owner)
+                    if not record.is_terminal:
+                        # The task's input requests, read from its record: relayed by
+                        # whichever process serves this stream.
+                        for message in self.inputs.messages(record, sent):
+                            last_sent = time.monotonic()
+                            yield message
                     if record.is_terminal:
                         payload = self.router.payload(task_id, ctx, timeout=0)
                         yield result_response(request_id, payload)
@@ -420,9 +424,7 @@ class McpServer:
                     last_sent = time.monotonic()
                     yield None
         finally:
-            stop_watching()
             unsubscribe()
-            self.inputs.release(holder)
 
     def close(self) -> None:
         """Stop running tools (their tasks fail with a shutdown message) and end streams.

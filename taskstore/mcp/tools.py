@@ -66,6 +66,12 @@ class ToolSpec:
     :ivar required_capabilities: client capabilities a call needs (a ``ClientCapabilities``
         object, e.g. ``{"sampling": {}}``); an MCP 2026-07-28 request that does not declare
         them gets -32021 naming what is missing.
+    :ivar pre_task_input: input requests a call must have answered before it becomes a task
+        (MCP 2026-07-28, SEP-2663 composed with SEP-2322): a call made as a task answers
+        ``InputRequiredResult`` until the client's retry brings them, then creates the task;
+        keys are ``elicitation-<n>``, so the tool's ``n``-th :meth:`ToolContext.elicit` call
+        returns the ``n``-th answer (see :func:`taskstore.mcp.context.elicitation_request`).
+        In 2025-11-25, where calls cannot be retried with input, the tool asks inside its task.
     """
 
     name: str
@@ -78,6 +84,7 @@ class ToolSpec:
     annotations: Mapping[str, Any] | None = None
     immediate_response: str | None = None
     required_capabilities: Mapping[str, Any] | None = None
+    pre_task_input: Mapping[str, Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
