@@ -24,7 +24,13 @@ from taskstore.errors import InvalidParamsError, InvalidTransitionError
 from taskstore.record import TaskRecord, json_size, validate_json_value
 from taskstore.states import TaskStatus
 
-__all__ = ["MAX_INPUT_BYTES", "with_answers", "with_requests", "without_answers"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "check_response",
+    "with_answers",
+    "with_requests",
+    "without_answers",
+]
 
 #: Cap on one input request or answer, as compact JSON.
 MAX_INPUT_BYTES = 262_144
@@ -35,6 +41,36 @@ def _check_value(value: Any, what: str) -> None:
     validate_json_value(value, max_depth=_MAX_DEPTH, max_string_bytes=MAX_INPUT_BYTES, what=what)
     if json_size(value) > MAX_INPUT_BYTES:
         raise InvalidParamsError(f"{what} is larger than {MAX_INPUT_BYTES} bytes")
+
+
+_ELICIT_ACTIONS = frozenset({"accept", "decline", "cancel"})
+
+
+def check_response(method: str, response: object) -> None:
+    """Check that ``response`` has the shape of an answer to a ``method`` request: an
+    ``ElicitResult`` (``action`` accept/decline/cancel, ``content`` an object if present) for
+    ``elicitation/create``, a message for ``sampling/createMessage``, ``{"roots": [...]}`` for
+    ``roots/list``; any method may be answered with ``{"error": {...}}`` (the client could not
+    provide the input). Other methods' answers need only be JSON objects.
+
+    :raises InvalidParamsError: the answer does not fit.
+    """
+    if not isinstance(response, Mapping):
+        raise InvalidParamsError(f"The answer to a {method} request must be an object")
+    if "error" in response and "action" not in response:
+        if not isinstance(response["error"], Mapping):
+            raise InvalidParamsError("An error answer needs an error object")
+        return
+    if method == "elicitation/create":
+        if response.get("action") not in _ELICIT_ACTIONS:
+            raise InvalidParamsError("An elicitation answer needs action accept, decline or cancel")
+        if "content" in response and not isinstance(response["content"], Mapping):
+            raise InvalidParamsError("An elicitation answer's content must be an object")
+    elif method == "sampling/createMessage":
+        if not isinstance(response.get("content"), (Mapping, list)) or "role" not in response:
+            raise InvalidParamsError("A sampling answer needs a role and content")
+    elif method == "roots/list" and not isinstance(response.get("roots"), list):
+        raise InvalidParamsError("A roots answer needs a roots list")
 
 
 def _checked_request(request: object) -> dict[str, Any]:
@@ -86,15 +122,17 @@ def with_answers(
     :returns: the changed record and whether its status changed (back to ``working`` once
         nothing is outstanding), or ``None`` when nothing changes (no outstanding key answered,
         or the task is terminal).
-    :raises InvalidParamsError: an answer that is not JSON or is oversized.
+    :raises InvalidParamsError: an answer that is not JSON, is oversized, or does not fit its
+        request (:func:`check_response`).
     """
     if record.is_terminal:
         return None
     answered = {key: value for key, value in responses.items() if key in record.input_requests}
     if not answered:
         return None
-    for value in answered.values():
+    for key, value in answered.items():
         _check_value(value, "an input response")
+        check_response(str(record.input_requests[key].get("method")), value)
     outstanding = {k: v for k, v in record.input_requests.items() if k not in answered}
     status = record.status
     if not outstanding and status is TaskStatus.INPUT_REQUIRED:

@@ -25,6 +25,7 @@ from taskstore.errors import (
     ProtocolError,
     UnsupportedVersionError,
 )
+from taskstore.input_requests import check_response
 from taskstore.mcp.context import InputRound, ToolContext
 from taskstore.mcp.modern_tasks import ExtensionTaskRouter, declares_tasks, require_tasks
 from taskstore.mcp.mrtr import RequestStateCodec
@@ -247,7 +248,9 @@ class ModernService:
             else:
                 answer = ToolAnswer(self.runner.run_call(call, ctx, input_round=round_))
         except InputRequired as needed:
-            pending = list(needed.requests)
+            pending = {
+                key: str(request.get("method")) for key, request in needed.requests.items()
+            }
             state = self.state_codec.seal(call_digest, caller_digest, answers, pending)
             asked: JsonDict = to_builtins(
                 InputRequiredResult(input_requests=needed.requests, request_state=state)
@@ -283,7 +286,8 @@ class ModernService:
         if responses is not None and not isinstance(responses, Mapping):
             raise _invalid("inputResponses must be an object")
         answers = dict(state.answers)
-        for key in state.pending:
+        for key, method in state.pending.items():
             if responses is not None and key in responses:
+                check_response(method, responses[key])
                 answers[key] = responses[key]
         return answers

@@ -18,7 +18,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,14 +38,14 @@ class RoundState(msgspec.Struct, frozen=True, kw_only=True):
     :ivar call: digest of the call (method, tool, arguments) the state belongs to.
     :ivar caller: digest of the caller's owner.
     :ivar answers: every answer so far, by input request key.
-    :ivar pending: the keys the last round asked for.
+    :ivar pending: the keys the last round asked for, with each request's method.
     :ivar expires_ms: wall-clock expiry in epoch ms.
     """
 
     call: str
     caller: str
     answers: dict[str, Any] = {}
-    pending: list[str] = []
+    pending: dict[str, str] = {}
     expires_ms: int
 
 
@@ -89,14 +89,20 @@ class RequestStateCodec:
         call: str,
         caller: str,
         answers: Mapping[str, Any],
-        pending: list[str],
+        pending: Mapping[str, str] | Sequence[str],
     ) -> str:
-        """A signed ``requestState`` for the next round of ``call``."""
+        """A signed ``requestState`` for the next round of ``call``.
+
+        :param pending: the keys the round asks for, with each request's method (a bare
+            sequence of keys records no methods: their answers need only be objects).
+        """
+        if not isinstance(pending, Mapping):
+            pending = dict.fromkeys(pending, "")
         state = RoundState(
             call=call,
             caller=caller,
             answers=dict(answers),
-            pending=list(pending),
+            pending=dict(pending),
             expires_ms=int((time.time() + self.max_age_s) * 1000),
         )
         body = _canonical.encode(state)

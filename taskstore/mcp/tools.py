@@ -305,17 +305,24 @@ def validate_arguments(spec: ToolSpec, arguments: object) -> dict[str, Any]:
 def missing_capabilities(
     required: Mapping[str, Any] | None, declared: Mapping[str, Any] | None
 ) -> JsonDict:
-    """The part of ``required`` (a ``ClientCapabilities`` object) that ``declared`` lacks:
-    a top-level capability counts as declared when it is an object; nested requirements (e.g.
-    ``{"extensions": {"io.modelcontextprotocol/tasks": {}}}``) are checked key by key."""
+    """The part of ``required`` (a ``ClientCapabilities`` object) that ``declared`` lacks.
+
+    A capability whose requirement is an object counts as declared when the declared value is
+    an object holding every nested requirement (e.g. ``{"extensions":
+    {"io.modelcontextprotocol/tasks": {}}}``, checked key by key); any other requirement (e.g.
+    ``{"roots": {"listChanged": True}}``'s ``True``) must be declared equal.
+    """
     missing: JsonDict = {}
     declared = declared or {}
     for name, needed in (required or {}).items():
         have = declared.get(name)
-        if not isinstance(have, Mapping):
+        if isinstance(needed, Mapping):
+            if not isinstance(have, Mapping):
+                missing[name] = needed
+            elif needed:
+                inner = missing_capabilities(needed, have)
+                if inner:
+                    missing[name] = inner
+        elif have != needed:
             missing[name] = needed
-        elif isinstance(needed, Mapping) and needed:
-            inner = missing_capabilities(needed, have)
-            if inner:
-                missing[name] = inner
     return missing
