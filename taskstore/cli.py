@@ -8,6 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from taskstore.mcp.server import McpServer
@@ -51,7 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.store)
     if args.command == "serve":
-        return serve_main(store_url=args.store, host=args.host, port=args.port)
+        # Stateless 2026-07-28 callers without authentication share the anonymous owner: the
+        # unguessable task id is their capability (the spec allows it), so serve allows it.
+        return serve_main(
+            store_url=args.store,
+            host=args.host,
+            port=args.port,
+            store_options={"allow_anonymous": True},
+        )
     if args.command == "dynamodb":
         from taskstore.backends.dynamodb import DynamoDbBackend
 
@@ -111,7 +119,38 @@ def serve_main(
         return 2
     from taskstore.http.serve import serve_forever
 
-    return serve_forever((build or _demo_server)(store), host, port)
+    def banner(url: str) -> str:
+        return _banner(url, store_url, anonymous=store.security.allow_anonymous)
+
+    return serve_forever((build or _demo_server)(store), host, port, banner=banner)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without the password of its user info (banners and logs must not show it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _banner(url: str, store_url: str, *, anonymous: bool) -> str:
+    """What ``serve`` tells its user at start-up (on stderr; stdout has only the URL)."""
+    lines = [
+        f"taskstore: serving MCP 2025-11-25 (sessions) and MCP 2026-07-28 (stateless, "
+        f"tasks extension io.modelcontextprotocol/tasks) at {url}",
+        f"  store: {_redacted(store_url)}",
+        "  2025-11-25 clients (Python mcp<2, TypeScript SDK 1.x): connect with Streamable HTTP "
+        "to the URL; tasks via tools/call with a task param, tasks/get|result|list|cancel",
+        "  2026-07-28 clients (Python mcp>=2, FastMCP 4, TypeScript SDK 2): the same URL; "
+        "declare the tasks extension (fastmcp-tasks, @modelcontextprotocol/ext-tasks) for tasks",
+    ]
+    if anonymous:
+        lines.append(
+            "  anonymous 2026-07-28 callers may create tasks: the unguessable task id is the "
+            "capability (add authentication to tie tasks to users)"
+        )
+    return "\n".join(lines)
 
 
 def _demo_server(store: TaskStore) -> McpServer:

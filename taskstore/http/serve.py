@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -63,12 +64,18 @@ def endpoint_url(host: str, port: int, path: str = "/mcp") -> str:
     return f"http://{shown}:{port}{path}"
 
 
-def serve_forever(server: McpServer, host: str = "127.0.0.1", port: int = 8000) -> int:
+def serve_forever(
+    server: McpServer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    banner: Callable[[str], str] | None = None,
+) -> int:
     """Serve ``server`` over threaded HTTP until Ctrl-C or SIGTERM, then close it and its store.
 
     Prints (and flushes) exactly one line on stdout once listening: the endpoint URL
-    ``http://HOST:PORT/mcp``. Returns the exit status: 0 after a clean shutdown, 1 when the
-    address cannot be bound.
+    ``http://HOST:PORT/mcp``; then ``banner(url)``, if given, on stderr. Returns the exit
+    status: 0 after a clean shutdown, 1 when the address cannot be bound.
     """
     app = McpWsgiApp(server, loopback_only=is_loopback_host(host))
     try:
@@ -86,7 +93,10 @@ def serve_forever(server: McpServer, host: str = "127.0.0.1", port: int = 8000) 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     thread = threading.Thread(target=httpd.serve_forever, name="taskstore-serve", daemon=True)
     thread.start()
-    print(endpoint_url(host, httpd.server_port), flush=True)
+    url = endpoint_url(host, httpd.server_port)
+    print(url, flush=True)
+    if banner is not None:
+        print(banner(url), file=sys.stderr, flush=True)
     try:
         # Short waits keep the main thread responsive to signals on every platform.
         while not stop.wait(0.2):
