@@ -58,7 +58,7 @@ class InputRequestsMixin:
 
         :returns: the task after the change and the requests' keys, in order.
         :raises InvalidTransitionError: the task is terminal.
-        :raises InvalidParamsError: a malformed or oversized request.
+        :raises InvalidParamsError: no request, or a malformed or oversized one.
         """
         keys: builtins.list[str] = []
 
@@ -96,6 +96,8 @@ class InputRequestsMixin:
 
         :returns: the answers by key, or ``None`` while one is still missing.
         """
+        if not keys:
+            return {}
         taken: dict[str, Any] = {}
 
         def apply(record: TaskRecord, now: int) -> Change | None:

@@ -93,8 +93,10 @@ def with_requests(
         store stamps ``lastUpdatedAt``), the new keys in request order, and whether the status
         changed.
     :raises InvalidTransitionError: the task is terminal.
-    :raises InvalidParamsError: a malformed or oversized request.
+    :raises InvalidParamsError: no request, or a malformed or oversized one.
     """
+    if not requests:
+        raise InvalidParamsError("An input request list needs at least one request")
     if record.is_terminal:
         raise InvalidTransitionError(
             record.task_id, record.status.value, TaskStatus.INPUT_REQUIRED.value

@@ -48,8 +48,9 @@ class ModernProjection:
     is_error_status = TaskStatus.COMPLETED
 
     def task(self, record: TaskRecord) -> JsonDict:
-        """``tasks/get`` of ``record`` without an outcome (see :meth:`detail`)."""
-        return self.detail(record, None, None)
+        """``tasks/get`` of ``record`` without its outcome (which needs a read of its own; see
+        :meth:`detail`), with its outstanding input requests."""
+        return self.detail(record, None, record.input_requests)
 
     def detail(
         self,
