@@ -284,7 +284,10 @@ class ToolContext:
                 continue
             if record.is_terminal or self.cancelled:
                 raise TaskCancelled(task.task_id)
-            wait_s = _CANCEL_POLL_S
+            # Backends without cross-process events (DynamoDB) are re-read at the task's poll
+            # interval, so an answer written by another process is seen as clients see it.
+            poll_s = (record.task.poll_interval or 1000) / 1000
+            wait_s = min(_CANCEL_POLL_S, poll_s)
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
