@@ -1,4 +1,6 @@
-"""Fixtures of the end-to-end tests: the official MCP Python client's venv."""
+"""Fixtures of the end-to-end tests: the official MCP Python client's venv. Every test here
+carries the ``e2e`` marker (real clients and server processes: the ``all`` tox env runs them,
+the per-extra envs leave them out)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,15 @@ import pytest
 from support.servers import unavailable
 
 SCENARIOS = Path(__file__).with_name("mcp_client_scenarios.py")
+_E2E = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this directory ``e2e``."""
+    for item in items:
+        if _E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
 DEFAULT_VENV = Path.home() / ".cache" / "taskstore" / "mcp-client-venv"
 
 
