@@ -310,13 +310,19 @@ class McpWsgiApp:
 
     # -- GET / DELETE --------------------------------------------------------------------
 
-    def _get(self, environ: WSGIEnvironment) -> Response:
+    def _session_request(
+        self, environ: WSGIEnvironment
+    ) -> tuple[Session, RequestContext] | Response:
+        """A GET or DELETE: they need a 2025-11-25 session (405 without one)."""
         if not environ.get("HTTP_MCP_SESSION_ID"):
             return _no_session_stream()
         auth = self._identify(environ)
         if isinstance(auth, Response):
             return auth
-        found = self._session_context(environ, auth)
+        return self._session_context(environ, auth)
+
+    def _get(self, environ: WSGIEnvironment) -> Response:
+        found = self._session_request(environ)
         if isinstance(found, Response):
             return found
         session, ctx = found
@@ -361,12 +367,7 @@ class McpWsgiApp:
             session.outbox.close_stream(stream)
 
     def _delete(self, environ: WSGIEnvironment) -> Response:
-        if not environ.get("HTTP_MCP_SESSION_ID"):
-            return _no_session_stream()
-        auth = self._identify(environ)
-        if isinstance(auth, Response):
-            return auth
-        found = self._session_context(environ, auth)
+        found = self._session_request(environ)
         if isinstance(found, Response):
             return found
         session, _ctx = found
