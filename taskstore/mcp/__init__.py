@@ -1,5 +1,6 @@
-"""The MCP protocol layer: task router, tool runner, notifications and a transport-neutral
-server (MCP 2025-11-25 ``tasks`` utility).
+"""The MCP protocol layer: task routers, tool runner, notifications and a transport-neutral
+server for both protocol eras (MCP 2025-11-25 ``tasks`` utility; MCP 2026-07-28 and its tasks
+extension).
 
 >>> import taskstore
 >>> from taskstore.mcp import McpServer
@@ -27,13 +28,19 @@ from taskstore.mcp.capabilities import (
     negotiate_version,
     server_capabilities,
 )
-from taskstore.mcp.context import ToolContext
-from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
+from taskstore.mcp.context import ToolContext, elicitation_request
+from taskstore.mcp.era import ERA_2025_11_25, ERA_2026_07_28, Era, era_of
 from taskstore.mcp.host import Host, ToolCallHook
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import error_object
 from taskstore.mcp.notifications import NotificationSender, StatusNotifier, status_notification
-from taskstore.mcp.projections import LEGACY, LegacyProjection, Projection
+from taskstore.mcp.projections import (
+    LEGACY,
+    MODERN,
+    LegacyProjection,
+    ModernProjection,
+    Projection,
+)
 from taskstore.mcp.prompts import PromptArgument, PromptContext, PromptRegistry, PromptSpec
 from taskstore.mcp.request import RequestContext
 from taskstore.mcp.router import TaskRouter
@@ -43,8 +50,10 @@ from taskstore.mcp.tools import ToolRegistry, ToolSpec
 
 __all__ = [
     "ERA_2025_11_25",
+    "ERA_2026_07_28",
     "LATEST_PROTOCOL_VERSION",
     "LEGACY",
+    "MODERN",
     "SUPPORTED_PROTOCOL_VERSIONS",
     "AuthContext",
     "Caller",
@@ -53,6 +62,7 @@ __all__ = [
     "InputBroker",
     "LegacyProjection",
     "McpServer",
+    "ModernProjection",
     "NotificationSender",
     "OutcomeError",
     "Projection",
@@ -74,6 +84,7 @@ __all__ = [
     "ToolRegistry",
     "ToolRunner",
     "ToolSpec",
+    "elicitation_request",
     "era_of",
     "error_object",
     "negotiate_version",
