@@ -14,7 +14,14 @@ import msgspec
 from taskstore.backends.base import ListPosition
 from taskstore.errors import InvalidCursorError, InvalidParamsError
 
-__all__ = ["decode_cursor", "encode_cursor", "key_text", "new_task_id"]
+__all__ = [
+    "decode_cursor",
+    "encode_cursor",
+    "is_key_text",
+    "key_text",
+    "new_task_id",
+    "printable",
+]
 
 _random = threading.local()
 _RANDOM_BATCH = 16 * 256
@@ -42,26 +49,39 @@ def new_task_id() -> str:
     return str(uuid.UUID(bytes=state["batch"][offset : offset + 16], version=4))
 
 
-def key_text(value: object, name: str) -> str:
-    """``value`` if it can be part of a record key on every backend, else InvalidParamsError.
-
-    The one rule for keys, checked before any backend call: a string that encodes as UTF-8.
-    Lone surrogates (``"\\ud800"``, which JSON and some decoders let through) have no UTF-8 form;
-    every backend would fail on them differently, so the store refuses them up front.
-    """
-    if not isinstance(value, str):
-        raise InvalidParamsError(f"{name} must be a string")
+def is_key_text(value: str) -> bool:
+    """Whether ``value`` can be part of a record key on every backend: the one rule for keys,
+    checked before any backend call. Lone surrogates (``"\\ud800"``, which JSON and some
+    decoders let through) have no UTF-8 form and every backend would fail on them
+    differently: no task can have such an owner or id."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidParamsError(
-            f"{name} must be valid Unicode text (no lone surrogates)"
-        ) from None
+        return False
+    return True
+
+
+def key_text(value: object, name: str) -> str:
+    """``value`` if it can be part of a new record's key on every backend, else
+    InvalidParamsError (:func:`is_key_text`; ``create`` refuses such owners up front, every
+    other operation treats them as owning nothing)."""
+    if not isinstance(value, str):
+        raise InvalidParamsError(f"{name} must be a string")
+    if not is_key_text(value):
+        raise InvalidParamsError(f"{name} must be valid Unicode text (no lone surrogates)")
     return value
 
 
+def printable(value: str) -> str:
+    """``value`` with any lone surrogate spelled ``\\udXXX``: safe to put in an error
+    message, which the wire's UTF-8 JSON must be able to carry."""
+    return value if is_key_text(value) else value.encode("utf-8", "backslashreplace").decode()
+
+
 def _owner_tag(owner: str) -> str:
-    return hashlib.blake2b(owner.encode("utf-8"), digest_size=8).hexdigest()
+    # surrogatepass: no cursor is ever issued to an owner with lone surrogates, but checking
+    # one against such an owner must answer "foreign cursor", not fail.
+    return hashlib.blake2b(owner.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def encode_cursor(position: ListPosition, owner: str) -> str:

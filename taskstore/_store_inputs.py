@@ -4,6 +4,9 @@ pure record transforms of :mod:`taskstore.input_requests`."""
 from __future__ import annotations
 
 import builtins
+import contextlib
+import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -11,11 +14,24 @@ import msgspec
 
 from taskstore.backends.base import RecordKey, StorageBackend
 from taskstore.clock import format_timestamp
-from taskstore.errors import InvalidParamsError
+from taskstore.errors import BackendError, InvalidParamsError
 from taskstore.input_requests import with_answers, with_requests, without_answers
 from taskstore.record import Outcome, TaskRecord
 
-__all__ = ["Change", "InputRequestsMixin"]
+__all__ = ["OUTAGE_FIRST_PAUSE_S", "Change", "InputRequestsMixin", "pause_for_outage"]
+
+#: The first pause of a wait that finds the storage unreachable; it doubles up to 1 s.
+OUTAGE_FIRST_PAUSE_S = 0.05
+_OUTAGE_MAX_PAUSE_S = 1.0
+
+
+def pause_for_outage(pause: float, remaining: float | None) -> float:
+    """Sleep about ``pause`` seconds (at most ``remaining``) before a waiter asks unreachable
+    storage again; return the next pause. Jittered, so many waiters do not hit a recovering
+    server in lockstep."""
+    slept = random.uniform(pause / 2, pause)
+    time.sleep(slept if remaining is None else max(0.0, min(slept, remaining)))
+    return min(pause * 2, _OUTAGE_MAX_PAUSE_S)
 
 
 class Change(NamedTuple):
@@ -46,6 +62,12 @@ class InputRequestsMixin:
     def _key(self, task_id: object, owner: object) -> RecordKey:
         raise NotImplementedError  # pragma: no cover - TaskStore implements it
 
+    def _operation(self, cap: float | None = None) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError  # pragma: no cover - TaskStore implements it
+
+    def _message(self, message: object, *, cut: bool = False) -> str | None:
+        raise NotImplementedError  # pragma: no cover - TaskStore implements it
+
     def request_input(
         self,
         task_id: str,
@@ -58,8 +80,10 @@ class InputRequestsMixin:
 
         :returns: the task after the change and the requests' keys, in order.
         :raises InvalidTransitionError: the task is terminal.
-        :raises InvalidParamsError: no request, or a malformed or oversized one.
+        :raises InvalidParamsError: no request, or a malformed or oversized one; ``message``
+            over ``max_status_message_bytes``.
         """
+        message = self._message(message)
         keys: builtins.list[str] = []
 
         def apply(record: TaskRecord, now: int) -> Change:
@@ -116,5 +140,26 @@ class InputRequestsMixin:
         """Block until the task's record may have changed since ``version`` (a write with an
         event, which every status or input change carries), for at most ``timeout`` seconds.
         May return early; re-read the task after it returns.
+
+        A storage outage does not end the wait early nor raise: the backend is asked again
+        (jittered backoff) until ``timeout``; the caller's re-read then tells what it finds.
+
+        :raises BackendError: only for a fault retrying cannot cure.
         """
-        self.backend.wait_for_change(self._key(task_id, owner), version, max(0.0, timeout))
+        key = self._key(task_id, owner)
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = OUTAGE_FIRST_PAUSE_S
+        while True:
+            try:
+                with self._operation(deadline):
+                    self.backend.wait_for_change(
+                        key, version, max(0.0, deadline - time.monotonic())
+                    )
+                return
+            except BackendError as exc:
+                if not exc.transient:
+                    raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            pause = pause_for_outage(pause, remaining)

@@ -6,7 +6,21 @@ import msgspec
 
 from taskstore.errors import ConfigurationError
 
-__all__ = ["StoreConfig"]
+__all__ = ["DEFAULT_RETRY_DEADLINE_MS", "MAX_EXPIRES_AT_MS", "StoreConfig"]
+
+#: The latest expiry a task may have: 9999-12-31T23:59:59.999Z in epoch ms. Every backend
+#: stores every expiry up to it exactly (it is far below 2**53, so Lua's doubles and Redis's
+#: sorted-set scores hold it without rounding, and DynamoDB's fixed-width sort keys have room),
+#: and refuses later ones (``InvalidParamsError``) before sending anything.
+MAX_EXPIRES_AT_MS = 253_402_300_799_999
+
+#: Default of ``StoreConfig.retry_deadline_ms``, and the retry deadline of backend calls made
+#: outside a store.
+DEFAULT_RETRY_DEADLINE_MS = 10_000
+
+#: Bounds of ``StoreConfig.retry_deadline_ms``: long enough to ride out a restart or a
+#: failover, short enough that a caller is not left hanging on storage that is gone.
+_RETRY_DEADLINE_RANGE_MS = (1_000, 30_000)
 
 
 class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +40,23 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar max_list_page_size: largest page a caller may ask ``list`` for.
     :ivar conflict_retry_budget_ms: how long a mutation keeps retrying lost compare-and-sets
         (jittered exponential backoff from ~1 ms to ~100 ms) before ``ConflictError``.
+    :ivar retry_deadline_ms: how long one store operation keeps retrying transient storage
+        faults (connection refused or reset, timeouts, throttling) with jittered backoff
+        before ``BackendError`` (from 1,000 to 30,000 ms; default 10 s). The store hands it to
+        the backend with every call (:func:`taskstore.backends.base.retrying_until`); as a
+        store field it is also a query option of every storage URL given to
+        :func:`taskstore.open` (``redis://host?retry_deadline_ms=5000``). ``wait`` rides out
+        outages until its own timeout instead.
+    :ivar max_request_bytes: cap of the stored ``request`` (the original params, e.g. a tool
+        call's arguments) as compact UTF-8 JSON (default 256 KiB).
+    :ivar max_status_message_bytes: cap of a ``statusMessage`` in UTF-8 bytes (default 4 KiB).
+        A message given explicitly over it is refused; one the store derives (``fail``'s
+        from its error's message) is cut to fit.
+    :ivar max_request_method_bytes: cap of ``request_method`` in UTF-8 bytes (default 256).
+
+    Every expiry is at most :data:`MAX_EXPIRES_AT_MS` (year 9999), on every backend: a ``ttl``
+    reaching past it is ``InvalidParamsError``, and ``default_ttl_ms``/``max_ttl_ms`` must
+    be below it.
     """
 
     default_ttl_ms: int | None = 3_600_000
@@ -39,6 +70,10 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     list_page_size: int = 50
     max_list_page_size: int = 1_000
     conflict_retry_budget_ms: int = 5_000
+    retry_deadline_ms: int = DEFAULT_RETRY_DEADLINE_MS
+    max_request_bytes: int = 262_144
+    max_status_message_bytes: int = 4_096
+    max_request_method_bytes: int = 256
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -56,3 +91,17 @@ class StoreConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError("StoreConfig.max_ttl_ms must be >= min_ttl_ms")
             if self.default_ttl_ms is not None and self.default_ttl_ms > self.max_ttl_ms:
                 raise ConfigurationError("StoreConfig.default_ttl_ms must be <= max_ttl_ms")
+        for name in ("default_ttl_ms", "max_ttl_ms", "min_ttl_ms"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_EXPIRES_AT_MS:
+                raise ConfigurationError(
+                    f"StoreConfig.{name} must be at most {MAX_EXPIRES_AT_MS} (year 9999)"
+                )
+        low, high = _RETRY_DEADLINE_RANGE_MS
+        if not low <= self.retry_deadline_ms <= high:
+            raise ConfigurationError(
+                f"StoreConfig.retry_deadline_ms must be from {low} to {high} ms"
+            )
+        for name in ("max_status_message_bytes", "max_request_method_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"StoreConfig.{name} must be at least 1")

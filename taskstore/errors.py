@@ -24,7 +24,8 @@ Every exception taskstore raises derives from :class:`TaskStoreError` and carrie
     ├── AnonymousAccessError        -32600  anonymous owner may not create tasks
     ├── QuotaExceededError          -32603  owner already holds ``max_tasks_per_owner`` live tasks
     ├── ConflictError               -32603  compare-and-set retry budget spent
-    ├── BackendError                -32603  the storage driver failed (cause chained)
+    ├── BackendError                -32603  the storage failed after its retries (``applied``
+    │                                       says whether the write may have happened)
     ├── RecordNotFound              -32603  backend contract: key absent or expired
     ├── VersionConflict             -32603  backend contract: compare-and-set lost
     └── ConfigurationError          None    bad URL, bad option, unknown scheme
@@ -218,9 +219,43 @@ class ConflictError(TaskStoreError):
 class BackendError(TaskStoreError):
     """The storage driver failed; the original exception is chained as ``__cause__``.
 
+    Raised only once the backend's retries of transient faults (connection refused or reset,
+    timeouts, throttling) have run out of time (``StoreConfig.retry_deadline_ms``), or at once
+    for a fault that retrying cannot cure (bad credentials, a missing table, corrupt data).
+
     ``str(error)`` keeps the driver's details for logs; :meth:`to_jsonrpc` does not send them
     to clients (they may name hosts, ports or tables).
+
+    :param applied: what became of the write the call was making: ``False`` when it is known
+        not to have been applied (nothing was sent, the server refused it, or the call only
+        reads); ``None`` when it may or may not have been (a request was sent and its reply
+        never came). Never ``True``: a write known to be applied is a success, not an error.
+        Resolve ``None`` by reading the task again once the storage answers (``get``); see
+        the README's "Failure semantics".
+    :param transient: the storage was unreachable or overloaded; the same call may succeed
+        later. ``False`` for faults retrying does not cure.
+    :param task_id: the task the failed call was about, when there is one; for a failed
+        ``create`` it is the id the task has if the create was applied after all.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        data: Any = None,
+        applied: bool | None = None,
+        transient: bool = False,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message, data=data)
+        if applied is True:
+            raise ValueError("BackendError.applied is never True: an applied write succeeded")
+        #: ``False``: known not applied; ``None``: the outcome is unknown (see the class).
+        self.applied: bool | None = applied
+        #: Whether the fault was a transient one (the storage was down, slow or throttling).
+        self.transient = transient
+        #: The task the call was about, if any (a failed ``create`` names the id it made).
+        self.task_id = task_id
 
     def to_jsonrpc(self) -> dict[str, Any]:
         """``{"code": -32603, "message": ...}`` without the driver's details."""

@@ -174,7 +174,7 @@ def decode_record(data: bytes, version: int) -> TaskRecord:
     try:
         record = _record_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise BackendError(f"Stored task record is corrupt: {exc}") from exc
+        raise BackendError(f"Stored task record is corrupt: {exc}", applied=False) from exc
     return msgspec.structs.replace(record, version=version)
 
 
@@ -191,7 +191,7 @@ def decode_outcome(data: bytes) -> Outcome:
     try:
         return _outcome_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise BackendError(f"Stored task outcome is corrupt: {exc}") from exc
+        raise BackendError(f"Stored task outcome is corrupt: {exc}", applied=False) from exc
 
 
 _compact = msgspec.json.Encoder()

@@ -4,10 +4,18 @@ Mutations are read → validate → compare-and-set. A lost compare-and-set re-r
 re-validates (so concurrent ``set_variables`` never lose an update and the loser of a
 ``complete``/``cancel`` race gets ``InvalidTransitionError``), with jittered exponential backoff
 bounded by time. Reads that only need status never fetch or decode outcomes.
+
+Faults: every operation hands its ``retry_deadline_ms`` to the backend calls it makes
+(:func:`~taskstore.backends.base.retrying_until`); the backend retries transient faults until
+then and recognises its own writes on a replay, so what reaches the caller is a success or a
+:class:`~taskstore.errors.BackendError` whose ``applied`` tells whether the write may have
+happened. Finishing a task again with the same outcome succeeds (the retry of a call whose
+reply was lost), and :meth:`TaskStore.wait` rides out outages until its own timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -16,18 +24,26 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from taskstore._keys import decode_cursor, encode_cursor, key_text
+from taskstore._keys import decode_cursor, encode_cursor, is_key_text, key_text, printable
 from taskstore._keys import new_task_id as _new_task_id
+from taskstore._store_inputs import OUTAGE_FIRST_PAUSE_S, InputRequestsMixin, pause_for_outage
 from taskstore._store_inputs import Change as _Change
-from taskstore._store_inputs import InputRequestsMixin
-from taskstore.backends.base import ListPosition, RecordKey, StorageBackend
+from taskstore.backends.base import (
+    ListPosition,
+    RecordKey,
+    StorageBackend,
+    VersionedRecord,
+    retrying_until,
+)
 from taskstore.clock import Clock, SystemClock, format_timestamp
-from taskstore.config import StoreConfig
+from taskstore.config import MAX_EXPIRES_AT_MS, StoreConfig
 from taskstore.errors import (
     AnonymousAccessError,
+    BackendError,
     ConflictError,
     InvalidCursorError,
     InvalidParamsError,
+    InvalidTransitionError,
     NotReadyError,
     RecordNotFound,
     ResultTooLargeError,
@@ -43,6 +59,7 @@ from taskstore.record import (
     decode_record,
     encode_outcome,
     encode_record,
+    json_size,
     merge_variables,
     validate_json_value,
 )
@@ -141,19 +158,27 @@ class TaskStore(InputRequestsMixin):
         :param request_method: the method of the request the task stands for.
         :param ttl_ms: requested lifetime in ms from creation; ``None`` uses the default; values
             outside ``[min_ttl_ms, max_ttl_ms]`` are clamped, and the Task reports the value used.
-        :param request: the original request params, stored for the task's handler.
+        :param request: the original request params, stored for the task's handler (at most
+            ``max_request_bytes`` as compact JSON).
+        :param status_message: the task's first ``statusMessage``.
         :raises AnonymousAccessError: anonymous owner while ``allow_anonymous`` is off.
-        :raises InvalidParamsError: negative, boolean or non-integer ``ttl_ms``; bad request.
+        :raises InvalidParamsError: an owner that is not valid Unicode text; negative, boolean
+            or non-integer ``ttl_ms``, or one reaching past the latest expiry
+            (:data:`~taskstore.config.MAX_EXPIRES_AT_MS`); a bad or oversized request, method
+            or status message. Nothing is written.
         :raises QuotaExceededError: the owner holds ``max_tasks_per_owner`` live tasks.
+        :raises BackendError: the storage failed; ``task_id`` names the id the task has if
+            the create was applied after all (``applied is None``: resolve with :meth:`get`).
         """
         self._check_owner(owner)
         if is_anonymous(owner) and not self.security.allow_anonymous:
             raise AnonymousAccessError(
                 "Anonymous requestors may not create tasks on this server; authenticate first"
             )
-        ttl = self._resolve_ttl(ttl_ms)
-        if not isinstance(request_method, str) or not request_method:
-            raise InvalidParamsError("request_method must be a non-empty string")
+        self._check_text(
+            request_method, self.config.max_request_method_bytes, "request_method", empty=False
+        )
+        status_message = self._message(status_message)
         if request is not None:
             if not isinstance(request, Mapping):
                 raise InvalidParamsError("request must be a JSON object")
@@ -164,7 +189,15 @@ class TaskStore(InputRequestsMixin):
                 max_string_bytes=self.result_max_bytes,
                 what="the request",
             )
+            size = json_size(request)
+            if size > self.config.max_request_bytes:
+                raise InvalidParamsError(
+                    f"The request takes {size} bytes, over the limit of "
+                    f"{self.config.max_request_bytes} bytes",
+                    data={"limit": self.config.max_request_bytes, "size": size},
+                )
         now = self.clock.now_ms()
+        ttl = self._resolve_ttl(ttl_ms, now)
         stamp = format_timestamp(now)
         record = TaskRecord(
             task=Task(
@@ -183,16 +216,21 @@ class TaskStore(InputRequestsMixin):
             request=request,
         )
         try:
-            version = self.backend.create(
-                (owner, record.task_id),
-                encode_record(record),
-                record.expires_at_ms,
-                sort_ms=now,
-                max_live=self.security.max_tasks_per_owner,
-                now_ms=now,
-            )
+            with self._operation():
+                version = self.backend.create(
+                    (owner, record.task_id),
+                    encode_record(record),
+                    record.expires_at_ms,
+                    sort_ms=now,
+                    max_live=self.security.max_tasks_per_owner,
+                    now_ms=now,
+                )
         except VersionConflict as exc:  # 122 random bits collided: astronomically unlikely
             raise ConflictError("Task id collision; retry the request") from exc
+        except BackendError as exc:
+            # The caller never saw the id; without it an unknown outcome could not be resolved.
+            exc.task_id = record.task_id
+            raise
         return msgspec.structs.replace(record, version=version)
 
     def get(self, task_id: str, owner: str) -> TaskRecord:
@@ -201,7 +239,8 @@ class TaskStore(InputRequestsMixin):
         :raises TaskNotFoundError: unknown, expired, or another owner's task.
         """
         key = self._key(task_id, owner)
-        return self._read(key)[0]
+        with self._operation():
+            return self._read(key)[0]
 
     def get_result(self, task_id: str, owner: str) -> Outcome:
         """Return the :class:`~taskstore.record.Outcome` of a terminal task.
@@ -211,12 +250,8 @@ class TaskStore(InputRequestsMixin):
         :raises TaskNotFoundError: unknown, expired, or another owner's task.
         """
         key = self._key(task_id, owner)
-        now = self.clock.now_ms()
-        try:
-            stored = self.backend.get(key, include_outcome=True, now_ms=now)
-        except RecordNotFound:
-            raise TaskNotFoundError(task_id) from None
-        record = self._decode(stored.data, stored.version, owner, task_id)
+        with self._operation():
+            record, stored = self._read_outcome(key)
         if record.status is TaskStatus.CANCELLED:
             raise TaskCancelledError(task_id)
         if not record.is_terminal:
@@ -234,28 +269,85 @@ class TaskStore(InputRequestsMixin):
         on Redis) and re-reads every time, so no wake-up is lost; backends without
         notifications are polled at the task's ``pollInterval``, backing off.
 
+        Storage outages do not end the wait: a read or subscription that fails transiently is
+        tried again (jittered backoff up to 1 s) until ``timeout``, independently of
+        ``retry_deadline_ms``; each try is itself bounded by the time left.
+
         :param timeout: seconds to wait at most; ``None`` waits as long as the task lives.
-        :raises TimeoutError: still not terminal after ``timeout`` seconds.
+        :raises TimeoutError: still not terminal after ``timeout`` seconds (chained to the
+            last ``BackendError`` when the storage was down at the end).
         :raises TaskNotFoundError: unknown, expired (also while waiting) or foreign task.
+        :raises BackendError: a fault retrying cannot cure; or, with ``timeout=None``, the
+            storage was unreachable before the task was first read and for the whole
+            ``retry_deadline_ms`` (nothing tells how long the task lives yet).
         """
         key = self._key(task_id, owner)
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        record = self._read(key)[0]
-        slice_s = (record.task.poll_interval or 1_000) / 1000
-        while not record.is_terminal:
+        started = time.monotonic()
+        deadline = None if timeout is None else started + max(0.0, timeout)
+        record: TaskRecord | None = None
+        slice_s: float | None = None
+        wait_s = 0.0
+        pause = OUTAGE_FIRST_PAUSE_S
+        while True:
+            try:
+                with self._operation(deadline):
+                    if record is not None and wait_s > 0:
+                        self.backend.wait_for_change(key, record.version, wait_s)
+                    wait_s = 0.0
+                    record = self._read(key)[0]
+            except BackendError as exc:
+                if not exc.transient:
+                    raise
+                exc.task_id = task_id
+                wait_s = 0.0  # once the storage answers again, read before waiting
+                pause = self._ride_out(exc, task_id, record, deadline, started, timeout, pause)
+                continue
+            pause = OUTAGE_FIRST_PAUSE_S
+            if record.is_terminal:
+                return record
+            slice_s = (record.task.poll_interval or 1_000) / 1000 if slice_s is None else (
+                slice_s * 1.5
+            )
             wait_s = min(slice_s, _MAX_WAIT_SLICE_S)
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"Task {task_id} did not finish within {timeout} s")
+                    raise TimeoutError(
+                        f"Task {printable(task_id)} did not finish within {timeout} s"
+                    )
                 wait_s = min(wait_s, remaining)
             if record.expires_at_ms is not None:
                 until_expiry = (record.expires_at_ms - self.clock.now_ms()) / 1000
                 wait_s = min(wait_s, max(until_expiry, 0.001))
-            self.backend.wait_for_change(key, record.version, wait_s)
-            slice_s *= 1.5
-            record = self._read(key)[0]
-        return record
+
+    def _ride_out(
+        self,
+        exc: BackendError,
+        task_id: str,
+        record: TaskRecord | None,
+        deadline: float | None,
+        started: float,
+        timeout: float | None,
+        pause: float,
+    ) -> float:
+        """Sleep before ``wait`` tries the unreachable storage again and return the next
+        pause, or end the wait: the caller's timeout passed, the task's known expiry passed,
+        or (no timeout, task never read) the retry deadline passed."""
+        expires_at_ms = None if record is None else record.expires_at_ms
+        if expires_at_ms is not None and expires_at_ms <= self.clock.now_ms():
+            raise TaskNotFoundError(printable(task_id)) from None
+        limit = deadline
+        if limit is None and record is None:
+            limit = started + self.config.retry_deadline_ms / 1000
+        remaining = None if limit is None else limit - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            if deadline is None:
+                raise exc
+            raise TimeoutError(
+                f"Task {printable(task_id)} did not finish within {timeout} s "
+                "(the task storage was unreachable)"
+            ) from exc
+        return pause_for_outage(pause, remaining)
 
     def list(self, owner: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
         """Return one page of ``owner``'s live tasks, newest first (ties by task id).
@@ -264,9 +356,13 @@ class TaskStore(InputRequestsMixin):
         :param limit: page size (default ``list_page_size``, at most ``max_list_page_size``).
         :raises InvalidCursorError: malformed cursor, another owner's cursor, or a cursor whose
             last task has since expired or been deleted.
-        :raises InvalidParamsError: bad ``limit``.
+        :raises InvalidParamsError: bad ``limit``; an owner that is not a string.
+
+        An owner no task can have (text with lone surrogates) gets an empty page, as any
+        owner without tasks does.
         """
-        self._check_owner(owner)
+        if not isinstance(owner, str):
+            raise InvalidParamsError("owner must be a string")
         if limit is None:
             limit = self.config.list_page_size
         if (
@@ -278,10 +374,13 @@ class TaskStore(InputRequestsMixin):
                 f"limit must be an integer from 1 to {self.config.max_list_page_size}"
             )
         after = None if cursor is None else decode_cursor(cursor, owner)
+        if not is_key_text(owner):
+            return TaskPage([], None)
         try:
-            stored = self.backend.list_by_prefix(
-                owner, after, limit + 1, now_ms=self.clock.now_ms()
-            )
+            with self._operation():
+                stored = self.backend.list_by_prefix(
+                    owner, after, limit + 1, now_ms=self.clock.now_ms()
+                )
         except RecordNotFound:
             raise InvalidCursorError(
                 "Invalid cursor: the task it points at no longer exists; list from the start"
@@ -301,7 +400,8 @@ class TaskStore(InputRequestsMixin):
     def cleanup_expired(self) -> int:
         """Reclaim expired tasks' storage; return how many were removed. Expired tasks are
         already invisible; this only frees space (backends with native TTL do it themselves)."""
-        return self.backend.cleanup_expired(self.clock.now_ms())
+        with self._operation():
+            return self.backend.cleanup_expired(self.clock.now_ms())
 
     # -- mutations -----------------------------------------------------------------------
 
@@ -322,6 +422,7 @@ class TaskStore(InputRequestsMixin):
             return self.fail(task_id, owner, message=message)
         if target is TaskStatus.CANCELLED:
             return self.cancel(task_id, owner, message=message)
+        message = self._message(message)
 
         def apply(record: TaskRecord, now: int) -> _Change:
             validate_transition(task_id, record.status, target)
@@ -333,7 +434,10 @@ class TaskStore(InputRequestsMixin):
         """Change only the ``statusMessage`` of a non-terminal task.
 
         :raises InvalidTransitionError: the task is terminal.
+        :raises InvalidParamsError: ``message`` is not text or is over
+            ``max_status_message_bytes``.
         """
+        message = self._message(message)
 
         def apply(record: TaskRecord, now: int) -> _Change:
             if record.is_terminal:
@@ -393,17 +497,17 @@ class TaskStore(InputRequestsMixin):
         """Move the task to ``completed`` and store ``result`` (any JSON value, ``None``
         included) in one atomic write. The returned record carries the outcome.
 
-        :raises InvalidTransitionError: the task is already terminal (e.g. cancelled first).
+        Idempotent: completing a task already completed with an equal result (the retry of a
+        call whose reply was lost) writes nothing and returns the task as stored, its
+        outcome included.
+
+        :raises InvalidTransitionError: the task is already terminal with another outcome
+            (e.g. cancelled first, or completed with another result).
         :raises ResultTooLargeError: ``result`` exceeds the result cap.
+        :raises InvalidParamsError: ``message`` is not text or is over the cap.
         """
         outcome = self._checked_outcome(Outcome.of_result(result))
-
-        def apply(record: TaskRecord, now: int) -> _Change:
-            validate_transition(task_id, record.status, TaskStatus.COMPLETED)
-            moved = self._moved(record, now, TaskStatus.COMPLETED, message, outcome_kind="result")
-            return _Change(moved, outcome, status_changed=True)
-
-        return self._mutate(task_id, owner, apply)
+        return self._finish(task_id, owner, TaskStatus.COMPLETED, outcome, self._message(message))
 
     def fail(
         self,
@@ -415,17 +519,23 @@ class TaskStore(InputRequestsMixin):
     ) -> TaskRecord:
         """Move the task to ``failed`` with its outcome, in one atomic write.
 
+        Idempotent like :meth:`complete`: failing a task already failed with an equal outcome
+        returns it unchanged.
+
         :param error: a JSON-RPC error object (``{"code", "message", "data"?}``): the request
             failed with this error.
         :param result: a result to return instead (e.g. a ``CallToolResult`` with
             ``isError: true``). At most one of ``error`` and ``result``; with neither the
             outcome is a ``-32603`` error carrying ``message``.
-        :param message: ``statusMessage`` (defaults to the error's message).
-        :raises InvalidTransitionError: the task is already terminal.
-        :raises InvalidParamsError: both ``error`` and ``result``; malformed ``error``.
+        :param message: ``statusMessage`` (defaults to the error's message, cut to
+            ``max_status_message_bytes``).
+        :raises InvalidTransitionError: the task is already terminal with another outcome.
+        :raises InvalidParamsError: both ``error`` and ``result``; malformed ``error``;
+            ``message`` over the cap.
         """
         if error is not None and result is not None:
             raise InvalidParamsError("fail() takes an error or a result, not both")
+        message = self._message(message)
         if result is not None:
             outcome = Outcome.of_result(result)
         elif error is not None:
@@ -436,28 +546,19 @@ class TaskStore(InputRequestsMixin):
             outcome = Outcome.of_error({"code": -32603, "message": message or "Task failed"})
         outcome = self._checked_outcome(outcome)
         if message is None and outcome.error is not None:
-            message = str(outcome.error["message"])
-
-        def apply(record: TaskRecord, now: int) -> _Change:
-            validate_transition(task_id, record.status, TaskStatus.FAILED)
-            moved = self._moved(record, now, TaskStatus.FAILED, message, outcome_kind=outcome.kind)
-            return _Change(moved, outcome, status_changed=True)
-
-        return self._mutate(task_id, owner, apply)
+            # Derived, not given: too long a message is cut to fit rather than refused.
+            message = self._message(str(outcome.error["message"]), cut=True)
+        return self._finish(task_id, owner, TaskStatus.FAILED, outcome, message)
 
     def cancel(self, task_id: str, owner: str, message: str | None = None) -> TaskRecord:
         """Move the task to ``cancelled`` (it will never have an outcome).
 
-        :raises InvalidTransitionError: the task is already terminal.
+        Idempotent: cancelling a cancelled task returns it unchanged.
+
+        :raises InvalidTransitionError: the task is already completed or failed.
+        :raises InvalidParamsError: ``message`` is not text or is over the cap.
         """
-
-        def apply(record: TaskRecord, now: int) -> _Change:
-            validate_transition(task_id, record.status, TaskStatus.CANCELLED)
-            return _Change(
-                self._moved(record, now, TaskStatus.CANCELLED, message), status_changed=True
-            )
-
-        return self._mutate(task_id, owner, apply)
+        return self._finish(task_id, owner, TaskStatus.CANCELLED, None, self._message(message))
 
     # -- events --------------------------------------------------------------------------
 
@@ -495,12 +596,59 @@ class TaskStore(InputRequestsMixin):
 
     # -- internals -----------------------------------------------------------------------
 
+    def _operation(self, cap: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """The retry deadline of one operation (``retry_deadline_ms`` from now, or ``cap`` if
+        that is sooner), handed to every backend call made inside the block."""
+        deadline = time.monotonic() + self.config.retry_deadline_ms / 1000
+        return retrying_until(deadline if cap is None else min(deadline, cap))
+
     @staticmethod
     def _check_owner(owner: object) -> str:
         return key_text(owner, "owner")
 
     def _key(self, task_id: object, owner: object) -> RecordKey:
-        return (key_text(owner, "owner"), key_text(task_id, "task id"))
+        """The record key of ``task_id``; text no key can hold (lone surrogates) names no
+        task, so it is refused as any unknown task is: TaskNotFoundError."""
+        if not isinstance(owner, str):
+            raise InvalidParamsError("owner must be a string")
+        if not isinstance(task_id, str):
+            raise InvalidParamsError("task id must be a string")
+        if not is_key_text(owner) or not is_key_text(task_id):
+            raise TaskNotFoundError(printable(task_id))
+        return (owner, task_id)
+
+    @staticmethod
+    def _check_text(value: object, cap: int, name: str, *, empty: bool = True) -> str:
+        """``value`` if it is text of at most ``cap`` UTF-8 bytes (non-empty unless
+        ``empty``), else InvalidParamsError."""
+        if not isinstance(value, str) or (not empty and not value):
+            raise InvalidParamsError(
+                f"{name} must be a {'' if empty else 'non-empty '}string"
+            )
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidParamsError(f"{name} must be valid Unicode (no lone surrogates)") from None
+        if size > cap:
+            raise InvalidParamsError(
+                f"{name} takes {size} bytes, over the limit of {cap} bytes",
+                data={"limit": cap, "size": size},
+            )
+        return value
+
+    def _message(self, message: object, *, cut: bool = False) -> str | None:
+        """A ``statusMessage`` checked against ``max_status_message_bytes``; with ``cut`` (a
+        message the store derived, e.g. from an error) cut to fit instead of refused."""
+        if message is None:
+            return None
+        cap = self.config.max_status_message_bytes
+        if cut and isinstance(message, str):
+            raw = message.encode("utf-8", "replace")
+            # errors="ignore" drops a multi-byte character the cut split in two.
+            message = raw[:cap].decode("utf-8", "ignore") if len(raw) > cap else (
+                raw.decode("utf-8")
+            )
+        return self._check_text(message, cap, "statusMessage")
 
     @staticmethod
     def _status(status: TaskStatus | str) -> TaskStatus:
@@ -509,16 +657,26 @@ class TaskStore(InputRequestsMixin):
         except ValueError:
             raise InvalidParamsError(f"Unknown task status: {status!r}") from None
 
-    def _resolve_ttl(self, ttl_ms: object) -> int | None:
+    def _resolve_ttl(self, ttl_ms: object, now: int) -> int | None:
         if ttl_ms is None:
-            return self.config.default_ttl_ms
-        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
-            raise InvalidParamsError("ttl must be a non-negative integer number of milliseconds")
-        if ttl_ms < 0:
-            raise InvalidParamsError("ttl must not be negative")
-        ttl = max(ttl_ms, self.config.min_ttl_ms)
-        if self.config.max_ttl_ms is not None:
-            ttl = min(ttl, self.config.max_ttl_ms)
+            ttl = self.config.default_ttl_ms
+        else:
+            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+                raise InvalidParamsError(
+                    "ttl must be a non-negative integer number of milliseconds"
+                )
+            if ttl_ms < 0:
+                raise InvalidParamsError("ttl must not be negative")
+            ttl = max(ttl_ms, self.config.min_ttl_ms)
+            if self.config.max_ttl_ms is not None:
+                ttl = min(ttl, self.config.max_ttl_ms)
+        # One rule on every backend: no expiry past the latest every backend stores exactly.
+        if ttl is not None and now + ttl > MAX_EXPIRES_AT_MS:
+            raise InvalidParamsError(
+                f"ttl reaches past the latest expiry a task may have ({MAX_EXPIRES_AT_MS} ms "
+                "since the epoch, the end of year 9999)",
+                data={"maxExpiresAt": MAX_EXPIRES_AT_MS},
+            )
         return ttl
 
     def _checked_outcome(self, outcome: Outcome) -> Outcome:
@@ -582,10 +740,75 @@ class TaskStore(InputRequestsMixin):
             raise TaskNotFoundError(key[1]) from None
         return self._decode(stored.data, stored.version, key[0], key[1]), now
 
+    def _read_outcome(self, key: RecordKey) -> tuple[TaskRecord, VersionedRecord]:
+        """The record and the stored item with its outcome blob (one backend read)."""
+        try:
+            stored = self.backend.get(key, include_outcome=True, now_ms=self.clock.now_ms())
+        except RecordNotFound:
+            raise TaskNotFoundError(key[1]) from None
+        return self._decode(stored.data, stored.version, key[0], key[1]), stored
+
+    def _finish(
+        self,
+        task_id: str,
+        owner: str,
+        target: TaskStatus,
+        outcome: Outcome | None,
+        message: str | None,
+    ) -> TaskRecord:
+        """Move the task to the terminal ``target`` with ``outcome`` (none for cancelled).
+
+        A task already at ``target`` is the retry of a call whose reply was lost, or a second
+        caller with the same intent: with an equal outcome it is returned as stored (nothing
+        written), with another one it is an InvalidTransitionError, as any terminal task is.
+        """
+        repeated = False
+
+        def apply(record: TaskRecord, now: int) -> _Change | None:
+            nonlocal repeated
+            repeated = record.status is target
+            if repeated:
+                return None
+            validate_transition(task_id, record.status, target)
+            moved = self._moved(
+                record, now, target, message,
+                outcome_kind=None if outcome is None else outcome.kind,
+            )
+            return _Change(moved, outcome, status_changed=True)
+
+        record = self._mutate(task_id, owner, apply)
+        if not repeated:
+            return record
+        if outcome is None:
+            return record
+        try:
+            with self._operation():
+                record, stored = self._read_outcome(self._key(task_id, owner))
+        except BackendError as exc:
+            exc.task_id = task_id
+            raise
+        # Outcomes are canonical JSON: equal values give equal bytes.
+        if stored.outcome is None or stored.outcome != encode_outcome(outcome):
+            raise InvalidTransitionError(task_id, target.value, target.value)
+        return msgspec.structs.replace(record, outcome=outcome)
+
     def _mutate(
         self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
     ) -> TaskRecord:
         key = self._key(task_id, owner)
+        try:
+            with self._operation():
+                return self._compare_and_set(key, apply)
+        except BackendError as exc:
+            exc.task_id = task_id
+            raise
+
+    def _compare_and_set(
+        self, key: RecordKey, apply: Callable[[TaskRecord, int], _Change | None]
+    ) -> TaskRecord:
+        """Read → ``apply`` → compare-and-set, again on every lost compare-and-set until the
+        conflict budget is spent."""
+        task_id = key[1]
         deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
         backoff = _MIN_BACKOFF_S
         attempts = 0

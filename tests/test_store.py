@@ -269,12 +269,16 @@ def test_input_required_round_trip(store: TaskStore, clock: ManualClock) -> None
 
 
 def test_self_transition_and_terminal_moves_refused(store: TaskStore) -> None:
-    """Self-transitions and any move out of a terminal status raise InvalidTransitionError."""
+    """Self-transitions and any move out of a terminal status raise InvalidTransitionError;
+    only cancelling the cancelled task again succeeds, writing nothing (idempotent)."""
     record = store.create(OWNER)
     with pytest.raises(InvalidTransitionError):
         store.update_status(record.task_id, OWNER, "working")
     store.cancel(record.task_id, OWNER)
     for target in TaskStatus:
+        if target is TaskStatus.CANCELLED:
+            assert store.update_status(record.task_id, OWNER, target).version == 2
+            continue
         with pytest.raises(InvalidTransitionError):
             store.update_status(record.task_id, OWNER, target)
     with pytest.raises(InvalidTransitionError):

@@ -301,6 +301,21 @@ class StoreMachine(RuleBasedStateMachine):
             with pytest.raises(TaskNotFoundError):
                 call()
             return
+        if entry.status is target and target.is_terminal:
+            # Finishing again: the same outcome is a repeat (idempotent, nothing written),
+            # another one is refused like any move out of a terminal status.
+            same = target is TaskStatus.CANCELLED or (
+                entry.outcome is not None
+                and outcome is not None
+                and entry.outcome[0] == outcome[0]
+                and _same(entry.outcome[1], outcome[1])
+            )
+            if not same:
+                with pytest.raises(InvalidTransitionError):
+                    call()
+                return
+            self._check_record(call(), entry)
+            return
         if not can_transition(entry.status, target):
             with pytest.raises(InvalidTransitionError):
                 call()

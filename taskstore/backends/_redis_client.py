@@ -1,4 +1,5 @@
-"""The Redis backend's client from a URL: options, timeouts and the retry policy."""
+"""The Redis backend's client from a URL: options, timeouts, the connection classes that let
+the backend tell a mutation that never left from one whose reply was lost."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from taskstore.backends._options import to_bool, to_float, to_int, to_str, url_options
-from taskstore.backends._redis_scripts import DRIVER_ERRORS
+from taskstore.backends._redis_faults import DRIVER_ERRORS, counts_mutations, tracking_connection
 from taskstore.errors import BackendError, ConfigurationError
 
-__all__ = ["RedisClient", "client_from_url"]
+__all__ = ["RedisClient", "client_from_url", "tracks_sends"]
 
 #: A redis-py client the backend can drive.
 RedisClient = Union["redis.Redis", RedisCluster]
@@ -73,7 +74,7 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> tuple[RedisClient, 
         k: v for k, v in converted.items() if k in _CONSTRUCTOR_OPTIONS
     }
     cluster = bool(converted.get("cluster", False))
-    retries = int(converted.get("retries", 1))
+    retries = int(converted.get("retries", 0))
     if retries < 0:
         raise ConfigurationError("retries must not be negative")
     # Redis Cluster has only database 0, and RedisCluster refuses even an explicit db=0.
@@ -82,9 +83,15 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> tuple[RedisClient, 
         raise ConfigurationError("Redis Cluster has only database 0")
     client_options.setdefault("socket_timeout", 5.0)
     client_options.setdefault("socket_connect_timeout", 5.0)
-    # A short, jittered retry rides out a dropped connection without turning an outage into
-    # a long stall; the scripts' write tokens make a replayed mutation harmless.
+    # The backend retries transient faults itself, until its deadline (_redis_faults): by
+    # default redis-py makes one attempt per call, so every failed attempt is seen there.
     client_options["retry"] = Retry(EqualJitterBackoff(cap=0.1, base=0.01), retries)
+    scheme = parts.scheme.lower()
+    base_class = {
+        "unix": redis.UnixDomainSocketConnection,
+        "rediss": redis.SSLConnection,
+    }.get(scheme, redis.Connection)
+    client_options["connection_class"] = tracking_connection(base_class)
     # Query options were consumed above; redis-py only sees the address part.
     base_url = url.split("?", 1)[0].split("#", 1)[0]
     client: RedisClient
@@ -98,3 +105,14 @@ def client_from_url(url: str, options: Mapping[str, Any]) -> tuple[RedisClient, 
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"Bad Redis URL or option: {exc}") from exc
     return client, backend_options
+
+
+def tracks_sends(client: RedisClient) -> bool:
+    """Whether ``client``'s connections count the mutations they send
+    (:func:`~taskstore.backends._redis_faults.tracking_connection`), as the clients
+    :func:`client_from_url` builds do."""
+    if isinstance(client, RedisCluster):
+        connection_class = client.nodes_manager.connection_kwargs.get("connection_class")
+    else:
+        connection_class = client.connection_pool.connection_class
+    return counts_mutations(connection_class)

@@ -1,68 +1,40 @@
-"""The Redis backend's Lua scripts and its one mapping of redis-py errors.
+"""The Redis backend's Lua scripts.
 
 Scripts are package data (``lua/*.lua``, each opening with its KEYS, ARGV, replies and errors),
-registered once per backend with ``register_script`` and run with ``EVALSHA``. Their error
-replies (``TSCONFLICT <actual>``, ``TSQUOTA <limit>``, ``TSNOTFOUND``) become contract errors;
-every other exception redis-py raises becomes a :class:`~taskstore.errors.BackendError` through
-:func:`driver_errors`, with the driver's exception as ``__cause__``.
+registered once per backend with ``register_script`` and run with ``EVALSHA`` through the
+backend's :class:`~taskstore.backends._redis_faults.Retrier` (retries of transient faults, the
+one mapping of driver errors). Their error replies (``TSCONFLICT <actual>``, ``TSQUOTA
+<limit>``, ``TSNOTFOUND``) become contract errors; every other exception redis-py raises
+becomes a :class:`~taskstore.errors.BackendError`, with the driver's exception as
+``__cause__``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.resources
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import redis.exceptions
 
+from taskstore.backends._redis_faults import Retrier
 from taskstore.backends.base import RecordKey, quota_exceeded
-from taskstore.errors import BackendError, RecordNotFound
+from taskstore.errors import RecordNotFound
 
 __all__ = [
-    "DRIVER_ERRORS",
     "SCRIPT_NAMES",
     "Conflict",
     "Scripts",
-    "backend_error",
-    "driver_errors",
     "script_source",
     "untyped",
 ]
 
 #: The primitives, one file each under ``lua/``.
 SCRIPT_NAMES = ("create", "put", "put_if_version", "delete", "list", "cleanup")
-
-# Every exception class redis-py defines, not only RedisError's subtree: RedisClusterException
-# (cluster routing) and ChildDeadlockedError live outside it. OSError covers anything the
-# socket layer lets through unwrapped.
-DRIVER_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    *sorted(
-        {
-            value
-            for value in vars(redis.exceptions).values()
-            if isinstance(value, type) and issubclass(value, Exception)
-        },
-        key=lambda cls: cls.__name__,
-    ),
-)
-
-
-def backend_error(operation: str, exc: BaseException) -> BackendError:
-    """The :class:`BackendError` for a driver exception raised by ``operation`` (the caller
-    chains ``exc``)."""
-    return BackendError(f"Redis {operation} failed: {type(exc).__name__}: {exc}")
-
-
-@contextlib.contextmanager
-def driver_errors(operation: str) -> Iterator[None]:
-    """Raise every driver exception of the block as :func:`backend_error`, chained."""
-    try:
-        yield
-    except DRIVER_ERRORS as exc:
-        raise backend_error(operation, exc) from exc
+#: The primitives that write (the others only read): a failed call of one of these may have
+#: been applied.
+_WRITES = frozenset({"create", "put", "put_if_version", "delete", "cleanup"})
 
 
 def untyped(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,22 +72,31 @@ def _error_code(exc: Exception) -> tuple[str, str] | None:
 
 
 class Scripts:
-    """Every primitive, registered on one client (``register_script`` sends nothing yet)."""
+    """Every primitive, registered on one client (``register_script`` sends nothing yet).
 
-    def __init__(self, client: Any) -> None:
+    :param retrier: runs every call (retries, error mapping).
+    """
+
+    def __init__(self, client: Any, retrier: Retrier) -> None:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+        self._retrier = retrier
 
     def run(self, name: str, key: RecordKey, keys: Sequence[str], args: Sequence[object]) -> Any:
         """Run script ``name``; return its reply, or :class:`Conflict` for ``TSCONFLICT``.
+
+        Transient faults are retried with the same arguments (write token included) until
+        the retry deadline.
 
         :param key: the record the call is about (named by ``RecordNotFound``).
         :raises QuotaExceededError: ``TSQUOTA``.
         :raises RecordNotFound: ``TSNOTFOUND``.
         :raises BackendError: any other error from the driver or the server.
         """
-        with driver_errors(name):
+        script: Callable[..., Any] = untyped(self._scripts[name])
+
+        def call() -> Any:
             try:
-                return untyped(self._scripts[name])(keys=keys, args=args)
+                return script(keys=keys, args=args)
             except redis.exceptions.ResponseError as exc:
                 parsed = _error_code(exc)
                 if parsed is None:
@@ -126,3 +107,5 @@ class Scripts:
                 if code == "TSQUOTA":
                     raise quota_exceeded(int(argument)) from None
                 raise RecordNotFound(key) from None
+
+        return self._retrier.call(name, call, write=name in _WRITES)

@@ -14,24 +14,38 @@ Rules every backend obeys (``taskstore.testing`` checks them all):
   own wall clock.
 - Every method is thread-safe; every driver error is raised as
   :class:`~taskstore.errors.BackendError` with the driver's exception as ``__cause__``.
+- Transient driver faults (connection refused or reset, timeouts, throttling) are retried
+  with jittered backoff until the call's retry deadline (:func:`retry_deadline`), and a retry
+  never applies a write twice: a replayed write that finds its own earlier attempt applied
+  answers as that attempt would have. What is left is raised as ``BackendError`` whose
+  ``applied`` is ``False`` only when no attempt can have been applied (``None`` otherwise)
+  and whose ``transient`` says whether retrying later may help.
+- Expiries are ``None`` or integers from 0 to :data:`MAX_EXPIRES_AT_MS` (year 9999), and every
+  backend stores every one of them exactly; others are refused with ``InvalidParamsError``
+  (:func:`check_expiry`) before anything is sent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import msgspec
 
-from taskstore.errors import QuotaExceededError
+from taskstore.config import DEFAULT_RETRY_DEADLINE_MS, MAX_EXPIRES_AT_MS
+from taskstore.errors import InvalidParamsError, QuotaExceededError
 
 __all__ = [
+    "DEFAULT_RETRY_DEADLINE_MS",
     "KEEP",
+    "MAX_EXPIRES_AT_MS",
     "EventListener",
     "Keep",
     "ListPosition",
@@ -39,11 +53,14 @@ __all__ = [
     "RecordKey",
     "StorageBackend",
     "VersionedRecord",
+    "check_expiry",
     "encode_key_part",
     "key_bytes",
     "key_str",
     "now_ms",
     "quota_exceeded",
+    "retry_deadline",
+    "retrying_until",
 ]
 
 #: A record's key: ``(owner, task_id)``. Both parts are arbitrary strings.
@@ -53,6 +70,52 @@ RecordKey = tuple[str, str]
 EventListener = Callable[[bytes], None]
 
 _log = logging.getLogger("taskstore.backends")
+
+# The absolute time.monotonic() deadline of the backend calls made in this context; set by
+# the store around each of its operations. A context variable, not a backend attribute: two
+# stores (or a store's wait and its other calls) sharing one backend each keep their own.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "taskstore_retry_deadline", default=None
+)
+
+
+def retry_deadline() -> float:
+    """The ``time.monotonic()`` instant until which a backend call starting now may retry
+    transient faults: the one :func:`retrying_until` set, else
+    :data:`DEFAULT_RETRY_DEADLINE_MS` from now. Backends read it once, when a call starts."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return time.monotonic() + DEFAULT_RETRY_DEADLINE_MS / 1000
+    return deadline
+
+
+@contextlib.contextmanager
+def retrying_until(deadline: float) -> Iterator[None]:
+    """Let the backend calls made inside the block retry transient faults until the
+    ``time.monotonic()`` instant ``deadline`` (a deadline already passed means one attempt
+    each). :class:`~taskstore.store.TaskStore` wraps each of its operations in one, so an
+    operation's backend calls share its ``StoreConfig.retry_deadline_ms``."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def check_expiry(expires_at_ms: object) -> None:
+    """The one rule for expiries every backend applies before sending anything.
+
+    :raises InvalidParamsError: not ``None`` nor an integer from 0 to
+        :data:`MAX_EXPIRES_AT_MS`.
+    """
+    if expires_at_ms is not None and (
+        isinstance(expires_at_ms, bool)
+        or not isinstance(expires_at_ms, int)
+        or not 0 <= expires_at_ms <= MAX_EXPIRES_AT_MS
+    ):
+        raise InvalidParamsError(
+            f"expires_at_ms must be an integer from 0 to {MAX_EXPIRES_AT_MS} (year 9999)"
+        )
 
 
 class Listeners:
@@ -182,6 +245,8 @@ class StorageBackend(Protocol):
         (an expired record's outcome is gone with it). When ``event`` is given it is delivered,
         after the write, to every listener of this backend (in every process sharing the
         storage) and wakes :meth:`wait_for_change` callers on ``key``.
+
+        :raises InvalidParamsError: an expiry :func:`check_expiry` refuses (nothing sent).
         """
         ...
 
@@ -202,6 +267,7 @@ class StorageBackend(Protocol):
         in :meth:`put`.
 
         :raises VersionConflict: with the actual version (0 when absent or expired).
+        :raises InvalidParamsError: an expiry :func:`check_expiry` refuses (nothing sent).
         """
         ...
 
@@ -222,6 +288,7 @@ class StorageBackend(Protocol):
 
         :raises VersionConflict: the key is live (``actual`` = its version).
         :raises QuotaExceededError: the owner already holds ``max_live`` live records.
+        :raises InvalidParamsError: an expiry :func:`check_expiry` refuses (nothing sent).
         """
         ...
 
@@ -258,6 +325,9 @@ class StorageBackend(Protocol):
         Returns promptly after any write to ``key`` that carried an ``event``. It may return
         early (callers always re-read), but never misses a write made after the caller read
         ``version``.
+
+        :raises BackendError: the storage failed (transient faults only once the retry
+            deadline passed; the store's waits then try again until their own timeout).
         """
         ...
 

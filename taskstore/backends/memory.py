@@ -27,6 +27,7 @@ from taskstore.backends.base import (
     ListPosition,
     RecordKey,
     VersionedRecord,
+    check_expiry,
     quota_exceeded,
 )
 from taskstore.backends.base import now_ms as _now_ms
@@ -81,7 +82,8 @@ class _Stripe:
 class InMemoryBackend:
     """A thread-safe, process-local :class:`~taskstore.backends.base.StorageBackend`.
 
-    Data lives as long as the object; nothing is shared across processes.
+    Data lives as long as the object; nothing is shared across processes. Nothing here can
+    fail transiently, so there is nothing to retry (the retry deadline is not consulted).
 
     :param stripes: number of lock stripes (default 64); owners are spread over them by hash.
     """
@@ -229,6 +231,7 @@ class InMemoryBackend:
     ) -> int:
         """See :meth:`StorageBackend.put <taskstore.backends.base.StorageBackend.put>`."""
         self._check_open()
+        check_expiry(expires_at_ms)
         now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:
@@ -278,6 +281,8 @@ class InMemoryBackend:
         """See :meth:`StorageBackend.put_if_version
         <taskstore.backends.base.StorageBackend.put_if_version>`."""
         self._check_open()
+        if not isinstance(expires_at_ms, Keep):
+            check_expiry(expires_at_ms)
         now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:
@@ -316,6 +321,7 @@ class InMemoryBackend:
     ) -> int:
         """See :meth:`StorageBackend.create <taskstore.backends.base.StorageBackend.create>`."""
         self._check_open()
+        check_expiry(expires_at_ms)
         now = _now_ms(now_ms)
         stripe = self._stripe(key[0])
         with stripe.lock:

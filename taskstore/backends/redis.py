@@ -2,9 +2,17 @@
 (DESIGN §8).
 
 The key layout (one bucket hash tag per owner group, so the backend works on Redis Cluster) lives
-in :mod:`taskstore.backends._redis_keys`, the scripts and the mapping of driver errors in
-:mod:`taskstore.backends._redis_scripts`, and the event subscription in
+in :mod:`taskstore.backends._redis_keys`, the scripts in :mod:`taskstore.backends._redis_scripts`,
+the retries of transient faults and the one mapping of driver errors in
+:mod:`taskstore.backends._redis_faults`, and the event subscription in
 :mod:`taskstore.backends._redis_events`.
+
+Faults: every call retries connection errors, timeouts, ``LOADING`` and cluster failovers with
+jittered backoff until the retry deadline of the store operation making it (``StoreConfig.
+retry_deadline_ms``); a mutation replayed after a lost reply recognises its own write token and
+answers with its first result. A call that still fails raises ``BackendError`` whose
+``applied`` is ``False`` when no attempt's script was sent (or the server refused it), else
+``None``.
 
 Costs: :meth:`~RedisBackend.get` is one ``HMGET`` that never transfers the outcome; every
 mutation is one ``EVALSHA`` (quota check, compare-and-set, index upkeep and ``PUBLISH``
@@ -34,6 +42,7 @@ from taskstore.backends.base import (
     ListPosition,
     RecordKey,
     VersionedRecord,
+    check_expiry,
     key_bytes,
     key_str,
 )
@@ -53,8 +62,9 @@ except ImportError:
         "The 'redis' package is needed for the Redis backend: pip install 'taskstore[redis]'"
     ) from None
 
-from taskstore.backends._redis_client import RedisClient, client_from_url
-from taskstore.backends._redis_scripts import Conflict, Scripts, driver_errors, untyped
+from taskstore.backends._redis_client import RedisClient, client_from_url, tracks_sends
+from taskstore.backends._redis_faults import Retrier
+from taskstore.backends._redis_scripts import Conflict, Scripts, untyped
 
 __all__ = ["RedisBackend"]
 
@@ -78,7 +88,10 @@ class RedisBackend:
         with ``decode_responses=False``. The caller keeps ownership: :meth:`close` does not close
         it. Its retry policy is safe to keep: a mutation script that redis-py replays after a
         lost reply recognises its own write token and answers with its first result instead of
-        applying twice.
+        applying twice. The backend retries transient faults on top of it, until the retry
+        deadline; since such a client does not count what it sends, a failed mutation is
+        reported ``applied=None`` unless the server refused it (clients from :meth:`from_url`
+        tell ``False`` too).
     :param prefix: namespace of every key and of the event channel; must not contain ``{`` or
         ``}`` (the hash tag is the backend's).
     :param reclaim_delay_ms: how long after a record's expiry (as the writer's clock saw it)
@@ -126,7 +139,8 @@ class RedisBackend:
         self._wait_slice_s = float(wait_slice_s)
         self._layout = KeyLayout(prefix)
         self._channel = self._layout.channel
-        self._scripts = Scripts(client)
+        self._retrier = Retrier(tracks_sends(client))
+        self._scripts = Scripts(client, self._retrier)
         self._notifier = Notifier(
             lambda: untyped(client.pubsub)(ignore_subscribe_messages=False), self._channel
         )
@@ -153,11 +167,15 @@ class RedisBackend:
 
         Backend options: ``prefix`` (default ``taskstore``), ``cluster`` (``true`` builds a
         ``RedisCluster`` from the URL's node), ``reclaim_delay_ms``, ``wait_slice_s`` and
-        ``retries`` (redis-py retries of a failed call, default 1; replays are safe). Client
+        ``retries`` (redis-py's own immediate retries within one attempt, default 0: the
+        backend retries transient faults itself, with backoff, until the retry deadline). Client
         options: ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 5),
         ``max_connections``, ``health_check_interval``, ``socket_keepalive``, ``client_name``,
         ``username``, ``password``, ``db``, ``protocol`` and the ``ssl_*`` options of rediss.
-        The backend owns this client and closes it in :meth:`close`.
+        The backend owns this client and closes it in :meth:`close`. How long calls retry
+        transient faults is the store's ``retry_deadline_ms`` (a query option of
+        :func:`taskstore.open` for every URL), handed to each call; see
+        :func:`~taskstore.backends.base.retrying_until`.
 
         :raises ConfigurationError: another scheme, an unknown option or a bad value.
         :raises BackendError: ``cluster=true`` and the cluster cannot be reached.
@@ -238,8 +256,10 @@ class RedisBackend:
         self._check_open()
         now = _now_ms(now_ms)
         fields = ("v", "d", "e", "s", "o") if include_outcome else ("v", "d", "e", "s")
-        with driver_errors("get"):
-            values: list[Any] = self._client.hmget(self._record_key(key), fields)
+        record_key = self._record_key(key)
+        values: list[Any] = self._retrier.call(
+            "get", lambda: self._client.hmget(record_key, fields)
+        )
         version, data, expires, sort = values[0], values[1], values[2], values[3]
         if version is None or (expires is not None and int(expires) <= now):
             raise RecordNotFound(key)
@@ -270,6 +290,7 @@ class RedisBackend:
         :raises BackendError: the driver failed.
         """
         self._check_open()
+        check_expiry(expires_at_ms)
         reply = self._write(
             "put",
             key,
@@ -303,6 +324,8 @@ class RedisBackend:
         :raises BackendError: the driver failed.
         """
         self._check_open()
+        if not isinstance(expires_at_ms, Keep):
+            check_expiry(expires_at_ms)
         expires = "keep" if isinstance(expires_at_ms, Keep) else self._expiry(expires_at_ms)
         reply = self._write(
             "put_if_version",
@@ -342,6 +365,7 @@ class RedisBackend:
         :raises BackendError: the driver failed.
         """
         self._check_open()
+        check_expiry(expires_at_ms)
         keys = self._keys(key)
         reply = self._write(
             "create",
@@ -432,10 +456,15 @@ class RedisBackend:
         self._check_open()
         now = str(_now_ms(now_ms))
         buckets = self._layout.buckets
-        with driver_errors("cleanup_expired"), self._client.pipeline(transaction=False) as pipe:
-            for bucket in buckets:
-                pipe.zcount(bucket.due, "-inf", now)
-            counts: list[int] = pipe.execute()
+
+        def count_due() -> list[int]:
+            with self._client.pipeline(transaction=False) as pipe:
+                for bucket in buckets:
+                    pipe.zcount(bucket.due, "-inf", now)
+                counts: list[int] = pipe.execute()
+            return counts
+
+        counts = self._retrier.call("cleanup_expired", count_due)
         removed = 0
         for bucket, count in zip(buckets, counts, strict=True):
             more = bool(count)
@@ -481,8 +510,9 @@ class RedisBackend:
             # already past their read; this one reads next, so a write made until now shows in
             # that read, and only a later one should wake it.
             woken.clear()
-            with driver_errors("wait_for_change"):
-                current = self._client.hget(keys.record, "v")
+            current = self._retrier.call(
+                "wait_for_change", lambda: self._client.hget(keys.record, "v")
+            )
             if int(current or 0) != version:
                 return
             remaining = deadline - time.monotonic()

@@ -31,6 +31,7 @@ from taskstore.errors import (
 from taskstore.mcp.audit import audit
 from taskstore.mcp.auth import Caller
 from taskstore.mcp.request import RequestContext, as_context
+from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
 from taskstore.types import (
     CancelTaskParams,
@@ -157,6 +158,14 @@ class TaskRouter:
         owner = ctx.caller.owner
         decoded = decode(_params(params), CancelTaskParams)
         try:
+            # The store finishes a task again with the same outcome as an idempotent repeat;
+            # the protocol refuses to cancel a task already terminal, so check first (a task
+            # finished between this read and the write is refused by the store as before).
+            current = self.store.get(decoded.task_id, owner)
+            if current.is_terminal:
+                raise InvalidTransitionError(
+                    decoded.task_id, current.status.value, TaskStatus.CANCELLED.value
+                )
             if decoded.has_result:
                 record = self.store.complete(decoded.task_id, owner, decoded.result)
             else:

@@ -17,6 +17,11 @@ Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. T
 tests need real atomicity: a test double whose conditional writes are not atomic (moto)
 overrides the ``backend_is_atomic`` fixture to return ``False`` and they skip. Requires pytest
 (the ``test`` extra).
+
+:class:`StoreRulesContract` runs the store's rules at the edges (finishing a task again, the
+latest expiry, field caps, owners no key can hold) through a real store over your backend;
+subclass it too, with a ``make_store(**fields)`` fixture that builds a ``TaskStore`` over a
+fresh backend on a ``ManualClock(T0)``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,17 @@ from taskstore.testing._concurrency import ConcurrencyContract
 from taskstore.testing._events import EventsContract
 from taskstore.testing._listing import ListingContract
 from taskstore.testing._records import RecordsContract
+from taskstore.testing._store_rules import StoreRulesContract
 from taskstore.testing._support import FUTURE, T0, TRICKY_OWNERS, run_barrier_threads
 
-__all__ = ["FUTURE", "T0", "TRICKY_OWNERS", "BackendContract", "run_barrier_threads"]
+__all__ = [
+    "FUTURE",
+    "T0",
+    "TRICKY_OWNERS",
+    "BackendContract",
+    "StoreRulesContract",
+    "run_barrier_threads",
+]
 
 
 class BackendContract(RecordsContract, ListingContract, EventsContract, ConcurrencyContract):

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
 from taskstore.backends.base import StorageBackend
-from taskstore.errors import QuotaExceededError, RecordNotFound, VersionConflict
+from taskstore.config import MAX_EXPIRES_AT_MS
+from taskstore.errors import (
+    InvalidParamsError,
+    QuotaExceededError,
+    RecordNotFound,
+    VersionConflict,
+)
 from taskstore.testing._support import FUTURE, T0, data
 
 __all__ = ["RecordsContract"]
@@ -165,6 +176,40 @@ class RecordsContract:
         assert backend.get(key, now_ms=T0).expires_at_ms == T0 + 500
         backend.put_if_version(key, data(4), 3, None, now_ms=T0)
         assert backend.get(key, now_ms=T0 + 1000).expires_at_ms is None
+
+    def test_latest_expiry_is_stored_exactly(self, backend: StorageBackend) -> None:
+        """MAX_EXPIRES_AT_MS (year 9999) is stored and read back to the millisecond by
+        create, put and compare-and-set alike, and such a record is live and listed."""
+        backend.create(("alice", "c"), data(1), MAX_EXPIRES_AT_MS, sort_ms=T0, now_ms=T0)
+        backend.put(("alice", "p"), data(2), MAX_EXPIRES_AT_MS, sort_ms=T0, now_ms=T0)
+        backend.put(("alice", "v"), data(3), FUTURE, sort_ms=T0, now_ms=T0)
+        backend.put_if_version(("alice", "v"), data(4), 1, MAX_EXPIRES_AT_MS, now_ms=T0)
+        late = MAX_EXPIRES_AT_MS - 1
+        for task_id in ("c", "p", "v"):
+            assert backend.get(("alice", task_id), now_ms=late).expires_at_ms == MAX_EXPIRES_AT_MS
+        listed = backend.list_by_prefix("alice", now_ms=late)
+        assert sorted(r.key[1] for r in listed) == ["c", "p", "v"]
+        assert {r.expires_at_ms for r in listed} == {MAX_EXPIRES_AT_MS}
+
+    @pytest.mark.parametrize("expires", [MAX_EXPIRES_AT_MS + 1, 2**63, -1, True, 1.5])
+    def test_expiry_outside_the_range_is_refused(
+        self, backend: StorageBackend, expires: Any
+    ) -> None:
+        """An expiry past MAX_EXPIRES_AT_MS, negative or not an integer is InvalidParamsError
+        on every write, the same on every backend, and nothing is written."""
+        key = ("alice", "t1")
+        backend.put(("alice", "kept"), data(0), FUTURE, sort_ms=T0, now_ms=T0)
+        writes: tuple[Callable[[], int], ...] = (
+            lambda: backend.create(key, data(1), expires, sort_ms=T0, now_ms=T0),
+            lambda: backend.put(key, data(1), expires, sort_ms=T0, now_ms=T0),
+            lambda: backend.put_if_version(("alice", "kept"), data(1), 1, expires, now_ms=T0),
+        )
+        for write in writes:
+            with pytest.raises(InvalidParamsError):
+                write()
+        with pytest.raises(RecordNotFound):
+            backend.get(key, now_ms=T0)
+        assert backend.get(("alice", "kept"), now_ms=T0).version == 1
 
     # -- outcomes -------------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
-"""The shipped backend contract suite, run over every backend of the table."""
+"""The shipped contract suites, run over every backend of the table."""
 
 from __future__ import annotations
 
 import pytest
 
 from support.backends import NON_ATOMIC_BACKENDS
-from taskstore.testing import BackendContract
+from taskstore.testing import BackendContract, StoreRulesContract
 
 
 class TestBackendContract(BackendContract):
@@ -15,3 +15,8 @@ class TestBackendContract(BackendContract):
     def backend_is_atomic(self, backend_name: str) -> bool:
         """moto's conditional writes are not atomic: races run on real servers only."""
         return backend_name not in NON_ATOMIC_BACKENDS
+
+
+class TestStoreRules(StoreRulesContract):
+    """``taskstore.testing.StoreRulesContract`` with the ``make_store`` fixture of
+    ``conftest.py`` (a store over a fresh backend of each kind, on the manual clock)."""

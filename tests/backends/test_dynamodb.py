@@ -45,8 +45,10 @@ from taskstore import (
     VariablesTooLargeError,
     VersionConflict,
 )
-from taskstore.backends.base import ListPosition
+from taskstore.backends.base import ListPosition, retrying_until
 from taskstore.backends.dynamodb import ITEM_LIMIT_BYTES, DynamoDbBackend, _number_size
+from taskstore.backends.dynamodb import items as dynamodb_items
+from taskstore.backends.dynamodb.client import is_transient
 from taskstore.record import json_size
 from taskstore.testing import T0
 
@@ -781,7 +783,9 @@ class _RawBody:
 
 def test_throttling_is_a_backend_error_after_boto3_retries(aws_env: None) -> None:
     """ProvisionedThroughputExceededException on every attempt: boto3 retries (adaptive
-    mode), then BackendError with the ClientError chained."""
+    mode), then the backend sends the request again until the retry deadline, then
+    BackendError with the ClientError chained, transient, known not applied (a throttled
+    request never is)."""
     backend = _offline_backend(max_attempts=2)
     sends: list[str] = []
 
@@ -791,12 +795,38 @@ def test_throttling_is_a_backend_error_after_boto3_retries(aws_env: None) -> Non
 
     backend.client.meta.events.register("before-send.dynamodb", throttle)
     try:
-        with pytest.raises(BackendError, match="ProvisionedThroughputExceededException") as info:
+        # A deadline already passed: boto3's two attempts and no more.
+        with pytest.raises(BackendError, match="ProvisionedThroughputExceededException") as info, (
+            retrying_until(time.monotonic())
+        ):
             backend.get((OWNER, "t"))
         cause = info.value.__cause__
         assert isinstance(cause, botocore.exceptions.ClientError)
         assert cause.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
         assert len(sends) == 2
+        assert info.value.transient and info.value.applied is False
+    finally:
+        backend.close()
+
+
+def test_a_request_boto3_gave_up_on_is_sent_again(aws_env: None) -> None:
+    """Throttling that outlasts boto3's attempts costs time, not an error: the backend sends
+    the request again (within the retry deadline) and its answer is the call's."""
+    backend = _offline_backend(max_attempts=2)
+    sends: list[str] = []
+
+    def throttle_twice(request: Any, **kwargs: Any) -> AWSResponse:
+        sends.append(request.url)
+        if len(sends) <= 2:
+            return _throttling_response(request, **kwargs)
+        return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"},
+                           _RawBody(b"{}"))
+
+    backend.client.meta.events.register("before-send.dynamodb", throttle_twice)
+    try:
+        with pytest.raises(RecordNotFound), retrying_until(time.monotonic() + 30):
+            backend.get((OWNER, "t"))  # the third send answers: no such item
+        assert len(sends) == 3
     finally:
         backend.close()
 
@@ -829,11 +859,13 @@ def test_refused_connection_is_a_backend_error(aws_env: None) -> None:
                               connect_timeout=0.2, read_timeout=0.5, max_attempts=2)
     started = time.monotonic()
     try:
-        with pytest.raises(BackendError) as info:
-            backend.get((OWNER, "t"))
+        with pytest.raises(BackendError) as info, retrying_until(time.monotonic() + 0.5):
+            backend.put_if_version((OWNER, "t"), b"{}", 1)
     finally:
         backend.close()
     assert isinstance(info.value.__cause__, botocore.exceptions.EndpointConnectionError)
+    # Refused, so never sent: a write known not to have been applied.
+    assert info.value.transient and info.value.applied is False
     assert time.monotonic() - started < 10
 
 
@@ -879,9 +911,12 @@ def test_every_botocore_error_is_mapped(aws_env: None, error_type: type[BaseExce
             lambda: backend.delete((OWNER, "t")),
             lambda: backend.cleanup_expired(),
         ):
-            with pytest.raises(BackendError) as info:
+            # A deadline already passed: one request each, transient faults included.
+            with pytest.raises(BackendError) as info, retrying_until(time.monotonic()):
                 operation()
             assert info.value.__cause__ is error
+            assert info.value.transient is is_transient(error)
+            assert info.value.applied is False  # raised before any request left
     finally:
         backend.close()
 
@@ -900,9 +935,13 @@ def test_every_client_error_is_mapped(aws_env: None, code: str) -> None:
     backend = _offline_backend()
     stub = Stubber(backend.client)
     stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
-    with stub, pytest.raises(BackendError) as info:
+    with stub, pytest.raises(BackendError) as info, retrying_until(time.monotonic()):
         backend.get((OWNER, "t"))
     assert isinstance(info.value.__cause__, botocore.exceptions.ClientError)
+    assert info.value.transient is (
+        code in ("InternalServerError", "RequestLimitExceeded", "ThrottlingException",
+                 "ProvisionedThroughputExceededException")
+    )
     if code == "ResourceNotFoundException":  # says what to do about it instead of the code
         assert str(info.value) == (
             f"DynamoDB table {backend.table_name!r} not found (GetItem); create it with "
@@ -965,20 +1004,25 @@ def test_endless_transaction_conflicts_end_in_conflict_error(aws_env: None) -> N
     backend.close()
 
 
-def test_a_retried_compare_and_set_that_already_landed_succeeds(aws_env: None) -> None:
-    """When boto3 retried a compare-and-set whose first answer was lost, the condition fails
-    against our own write; the backend recognises it and reports success, not a conflict."""
+def test_a_retried_compare_and_set_that_already_landed_succeeds(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a compare-and-set whose first answer was lost is sent again, its condition fails
+    against our own write; the item holds the write's own token one version on, so the
+    backend reports success, not a conflict. The same bytes under another write's token are
+    someone else's write: a conflict."""
     backend = _offline_backend()
+    tokens = iter([b"mine-one", b"mine-two"])
+    monkeypatch.setattr(dynamodb_items, "write_token", lambda: next(tokens))
     stub = Stubber(backend.client)
-    landed = {"v": {"N": "6"}, "d": {"B": b"new"}}
+    landed = {"v": {"N": "6"}, "d": {"B": b"new"}, "w": {"B": b"mine-one"}}
     stub.add_client_error("update_item", "ConditionalCheckFailedException",
-                          http_status_code=400, modeled_fields={"Item": landed},
-                          response_meta={"RetryAttempts": 1})
+                          http_status_code=400, modeled_fields={"Item": landed})
     stub.add_client_error("update_item", "ConditionalCheckFailedException",
                           http_status_code=400, modeled_fields={"Item": landed})
     with stub:
         assert backend.put_if_version((OWNER, "t"), b"new", 5, now_ms=T0) == 6
-        with pytest.raises(VersionConflict) as info:  # no retry happened: someone else's
+        with pytest.raises(VersionConflict) as info:  # mine-two: someone else's write
             backend.put_if_version((OWNER, "t"), b"new", 5, now_ms=T0)
         assert info.value.actual == 6
     backend.close()

@@ -212,8 +212,9 @@ def test_processes_lose_no_variable_update(
 def test_processes_complete_versus_cancel_one_winner(
     backend: DynamoDbBackend, dynamodb_local: DynamoDbLocal
 ) -> None:
-    """4 processes (2 completing, 2 cancelling) race on each of 10 tasks: exactly one wins
-    every round, the other three get InvalidTransitionError."""
+    """4 processes (2 completing, 2 cancelling) race on each of 10 tasks: exactly one outcome
+    every round. A completion that wins leaves the other three InvalidTransitionError; a cancel
+    that wins makes the other cancel an idempotent repeat (it succeeds too)."""
     store = TaskStore(backend, security=SecurityConfig(max_tasks_per_owner=None))
     task_ids = [store.create(OWNER).task_id for _ in range(10)]
     reports = run_processes(
@@ -231,10 +232,15 @@ def test_processes_complete_versus_cancel_one_winner(
     )
     for round_, task_id in enumerate(task_ids):
         outcome = [r for r in reports if r[1] == round_]
-        winners = [r for r in outcome if r[0] == "won"]
-        assert len(winners) == 1 and sum(r[0] == "lost" for r in outcome) == 3, outcome
+        winners = sorted(r[2] for r in outcome if r[0] == "won")
+        assert {r[0] for r in outcome} <= {"won", "lost"} and len(outcome) == 4, outcome
+        completed = any(index % 2 == 0 for index in winners)
+        if completed:
+            assert len(winners) == 1, outcome
+        else:
+            assert winners == [i for i in range(PROCESSES) if i % 2], outcome
         status = store.get(task_id, OWNER).status.value
-        assert status == ("completed" if winners[0][2] % 2 == 0 else "cancelled")
+        assert status == ("completed" if completed else "cancelled")
 
 
 def test_processes_quota_admits_exactly_the_limit(

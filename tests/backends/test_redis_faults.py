@@ -1,6 +1,8 @@
 """Server faults on a dedicated redis-server: a stopped, frozen or restarted server and a
-killed subscription. Calls must fail fast with BackendError (never hang) and work again once
-the server is back; events and wake-ups must resume without help.
+killed subscription. Calls must fail with BackendError once their retry deadline has passed
+(never hang) and work again once the server is back; events and wake-ups must resume without
+help. (Outages shorter than the deadline, dropped replies and ``applied`` are in
+``test_faults_proxy.py``, driven by a TCP proxy.)
 """
 
 from __future__ import annotations
@@ -29,15 +31,22 @@ pytestmark = [pytest.mark.redis, pytest.mark.redis_server]
 
 OWNER = "alice"
 TIMEOUT_S = 0.5
-#: Two attempts bounded by the 0.5 s timeouts, plus slack for a busy machine: still well under
-#: one attempt at the backend's 5 s default, so only the configured timeouts explain a pass.
-_FAIL_FAST_BUDGET_S = 2 * TIMEOUT_S + 3.0
+#: The shortest retry deadline a store allows.
+DEADLINE_MS = 1_000
+#: The deadline, one attempt bounded by the 0.5 s timeouts begun just before it, plus slack for
+#: a busy machine: still well under the 10 s default deadline or one attempt at the backend's
+#: 5 s default timeouts, so only the configured deadline and timeouts explain a pass.
+_FAIL_FAST_BUDGET_S = DEADLINE_MS / 1000 + TIMEOUT_S + 2.5
 
 
 def _store(server: RedisServer, **options: Any) -> TaskStore:
     url = f"{server.url}?prefix={fresh_prefix()}"
     return taskstore.open(
-        url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, **options
+        url,
+        socket_timeout=TIMEOUT_S,
+        socket_connect_timeout=TIMEOUT_S,
+        retry_deadline_ms=DEADLINE_MS,
+        **options,
     )
 
 
@@ -63,8 +72,10 @@ def _eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 def test_stopped_server_fails_fast_then_recovers_on_restart(
     dedicated_redis_server: RedisServer,
 ) -> None:
-    """With the server stopped every store call raises BackendError at once (the cause
-    chained), and after a restart on the same port the next calls succeed (scripts reloaded)."""
+    """With the server stopped every store call raises BackendError once its retry deadline
+    has passed (the cause chained; transient; reads and refused writes known not applied), a
+    wait rides the outage out until its own timeout, and after a restart on the same port the
+    next calls succeed (scripts reloaded)."""
     server = dedicated_redis_server
     with _store(server) as store:
         task = store.create(OWNER)
@@ -76,11 +87,17 @@ def test_stopped_server_fails_fast_then_recovers_on_restart(
             lambda: store.list(OWNER),
             lambda: store.set_variables(task.task_id, OWNER, {"k": 1}),
             lambda: store.complete(task.task_id, OWNER, {"ok": True}),
-            lambda: store.wait(task.task_id, OWNER, timeout=5),
             store.cleanup_expired,
         ):
             error = _fails_fast(action, budget)
             assert isinstance(error.__cause__, (redis.ConnectionError, OSError))
+            # Every connection was refused: nothing was sent, so nothing can have been applied.
+            assert error.transient and error.applied is False
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as timed_out:
+            store.wait(task.task_id, OWNER, timeout=1.5)
+        assert 1.5 <= time.monotonic() - started < 1.5 + budget
+        assert isinstance(timed_out.value.__cause__, BackendError)
         server.start()  # same port, empty: the old task is gone, the scripts too
         fresh = store.create(OWNER)
         assert store.get(fresh.task_id, OWNER).status is TaskStatus.WORKING
@@ -93,8 +110,8 @@ def test_frozen_server_times_out_within_the_configured_timeout(
     dedicated_redis_server: RedisServer,
 ) -> None:
     """A server that accepts nothing (SIGSTOP) makes calls raise BackendError (cause: a
-    TimeoutError) within the socket timeout and its one retry, never hang; after SIGCONT the
-    same store works again."""
+    TimeoutError) within the retry deadline and one socket timeout, never hang; a write whose
+    command was sent is of unknown outcome; after SIGCONT the same store works again."""
     server = dedicated_redis_server
     assert server.process is not None
     with _store(server) as store:
@@ -104,7 +121,12 @@ def test_frozen_server_times_out_within_the_configured_timeout(
             budget = _FAIL_FAST_BUDGET_S
             error = _fails_fast(lambda: store.get(task.task_id, OWNER), budget)
             assert isinstance(error.__cause__, redis.TimeoutError)
-            _fails_fast(lambda: store.set_variables(task.task_id, OWNER, {"k": 1}), budget)
+            assert error.applied is False  # a read
+            # The read before the compare-and-set times out: nothing was written.
+            error = _fails_fast(
+                lambda: store.set_variables(task.task_id, OWNER, {"k": 1}), budget
+            )
+            assert error.applied is False and error.task_id == task.task_id
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
         assert store.set_variables(task.task_id, OWNER, {"k": 2}).variables == {"k": 2}

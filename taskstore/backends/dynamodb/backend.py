@@ -16,6 +16,7 @@ owner's items in the owner's partition (``O``/``T`` are the owner and task id th
         o, os       B, N  the outcome blob and its length (absent until an outcome is written)
         x           N  exact expiry, epoch ms (absent: never expires)
         expires_at  N  the native TTL attribute: ceil(x / 1000), epoch seconds
+        w           B  the write token of the last write (a write sent again knows itself)
     PK = OWNER#O   SK = QUOTA    the owner's quota ledger
 
     LSI "by_created": PK + lsk, projecting d, v and x (never o)
@@ -28,6 +29,14 @@ Writes (:mod:`.writes`) are all conditional; every atomicity guarantee comes fro
 conditional writes and transactions. Expired items (DynamoDB's sweeper may take days) are
 filtered from every read and count as absent in every condition; expiry is judged against the
 caller's ``now_ms`` (the store's clock), never DynamoDB's.
+
+Faults (:mod:`.client`): boto3 retries throttling and transport errors (``max_attempts`` per
+request); a request boto3 gave up on is sent again, unchanged, until the retry deadline of the
+store operation making it (``StoreConfig.retry_deadline_ms``). Every write carries a write
+token (``w``) and every transaction a ``ClientRequestToken``, so a write sent again after its
+answer was lost is recognised and answers as its first attempt would have. A call that still
+fails raises ``BackendError`` whose ``applied`` is ``False`` when no attempt can have reached
+DynamoDB (refused or timed-out connections, throttling), else ``None``.
 """
 
 from __future__ import annotations
@@ -91,10 +100,12 @@ class DynamoDbBackend:
     :param profile: a named AWS profile.
     :param connect_timeout: seconds to wait for a connection (per attempt).
     :param read_timeout: seconds to wait for a response (per attempt).
-    :param max_attempts: attempts per request, retries included (boto3 adaptive mode).
+    :param max_attempts: attempts per request, retries included (boto3 adaptive mode); the
+        backend sends a request boto3 gave up on again until the retry deadline.
     :param max_pool_connections: HTTP connections kept for concurrent threads.
     :param retry_budget_s: how long a write keeps retrying transactions cancelled by concurrent
-        writers or throttling before it gives up.
+        writers or throttling before it gives up (a budget for conflicts; outages are ridden
+        out until the store's ``retry_deadline_ms``).
     :raises ConfigurationError: bad option, or no region configured.
     """
 
@@ -174,7 +185,9 @@ class DynamoDbBackend:
 
         Query parameters and keywords: ``region``, ``endpoint_url``, ``profile``,
         ``connect_timeout``, ``read_timeout``, ``max_attempts``, ``max_pool_connections``,
-        ``retry_budget_s``; keyword only: ``client``.
+        ``retry_budget_s``; keyword only: ``client``. How long calls retry transient faults
+        is the store's ``retry_deadline_ms`` (a query option of :func:`taskstore.open` for
+        every URL), handed to each call; see :func:`~taskstore.backends.base.retrying_until`.
 
         :raises ConfigurationError: no table, a path, an unknown option or a bad value.
         """

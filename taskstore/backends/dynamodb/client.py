@@ -1,13 +1,22 @@
 """The DynamoDB backend's requests: boto3 client construction, retries, and the one mapping of
 driver errors.
 
-Failures: boto3 retries throttling and transport errors (adaptive mode); what is left, every
-``ClientError`` other than our own condition failures and every ``BotoCoreError``, is raised as
+Failures: boto3 retries throttling and transport errors (adaptive mode, ``max_attempts`` per
+request); :meth:`Requests.send` repeats a request boto3 gave up on while the fault is transient
+(connection refused or reset, timeouts, throttling, 5xx), with jittered backoff, until the
+call's retry deadline (:func:`~taskstore.backends.base.retry_deadline`; checked between
+requests, so a request in flight finishes its boto3 attempts). A repeated request is identical
+(a transaction keeps its ``ClientRequestToken``, so DynamoDB applies it once; a single-item
+write keeps its write token, see :mod:`.writes`). What is left, every ``ClientError`` other
+than our own condition failures and every ``BotoCoreError``, is raised as
 :class:`~taskstore.errors.BackendError` with the driver's exception chained, by
-:func:`backend_error` alone. Condition failures, cancelled transactions and single-item writes
-that hit a running transaction come out of :meth:`Requests.send` as the internal signals
-:class:`ConditionFailed`, :class:`Cancelled` and :class:`Busy`, which the backend turns into
-contract errors or retries.
+:func:`backend_error` alone, ``transient`` and ``applied`` set. To tell ``applied``, a
+``needs-retry`` hook on the client sees every attempt boto3 makes: one that failed to connect
+or got a 4xx answer applied nothing, one whose answer was lost (read timeout, connection
+closed) or was a 5xx may have. Condition failures, cancelled transactions and single-item
+writes that hit a running transaction come out of :meth:`Requests.send` as the internal
+signals :class:`ConditionFailed`, :class:`Cancelled` and :class:`Busy`, which the backend turns
+into contract errors or retries.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import boto3
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from taskstore.backends.base import RecordKey
+from taskstore.backends.base import RecordKey, retry_deadline
 from taskstore.errors import BackendError, ConfigurationError, ConflictError
 
 __all__ = [
@@ -35,6 +45,7 @@ __all__ = [
     "Requests",
     "backend_error",
     "error_code",
+    "is_transient",
     "make_client",
 ]
 
@@ -43,19 +54,51 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
 
 _MIN_BACKOFF_S = 0.001
 _MAX_BACKOFF_S = 0.1
+# Between repeats of a request boto3 gave up on: a blip ends within a quarter second of these.
+_FAULT_MIN_BACKOFF_S = 0.01
+_FAULT_MAX_BACKOFF_S = 0.25
 _CLIENT_LOCK = threading.Lock()
 _LOADER: Any = None
 #: Operations whose callers retry a TransactionConflictException (an item in a transaction).
 _WRITES = frozenset({"put_item", "update_item", "delete_item"})
+#: Operations that write: a failed one may have been applied.
+_ALL_WRITES = _WRITES | {"transact_write_items", "batch_write_item"}
+#: Error codes of faults that pass: throttling, DynamoDB's own failures, a transaction with the
+#: same token still running.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+# Transport faults that time cures; SSL errors are left out (a bad certificate stays bad).
+_TRANSIENT_TRANSPORT: tuple[type[Exception], ...] = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ProxyConnectionError,
+    botocore.exceptions.HTTPClientError,  # read timeouts, connections closed mid-answer
+)
+# Transport faults raised before the request left: such an attempt applied nothing.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ProxyConnectionError,
+)
+# The attempts of the request this thread is sending (see _observe_attempt).
+_current = threading.local()
 
 
 class ConditionFailed(Exception):
-    """A single-item write's condition failed; ``item`` is the item as it was (ALL_OLD)."""
+    """A single-item write's condition failed; ``item`` is the item as it was (ALL_OLD) when
+    asked for, which may show the write's own token (an earlier attempt landed)."""
 
-    def __init__(self, item: dict[str, Any] | None, retried: bool) -> None:
+    def __init__(self, item: dict[str, Any] | None) -> None:
         super().__init__("condition failed")
         self.item = item
-        self.retried = retried
 
 
 class Cancelled(Exception):
@@ -98,22 +141,77 @@ def error_code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
-def backend_error(operation: str, exc: Exception, table: str | None = None) -> BackendError:
+def _status(exc: ClientError) -> int:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status if isinstance(status, int) else 0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised by boto3 after its own retries) is a fault that retrying
+    later may cure: throttling, a 5xx, a refused, reset or timed-out connection."""
+    if isinstance(exc, ClientError):
+        return error_code(exc) in _TRANSIENT_CODES or _status(exc) >= 500
+    return isinstance(exc, _TRANSIENT_TRANSPORT)
+
+
+def backend_error(
+    operation: str,
+    exc: Exception,
+    table: str | None = None,
+    *,
+    applied: bool | None = False,
+    transient: bool | None = None,
+) -> BackendError:
     """The :class:`BackendError` for a driver exception (the caller chains ``exc``).
 
     :param operation: the boto3 method (``get_item``) or the API name (``GetItem``).
     :param table: when given, a missing table is named with the command that creates it.
+    :param applied: what the failed call's write may have done (``False``: nothing).
+    :param transient: whether the fault may pass (default: :func:`is_transient`).
     """
     name = "".join(part[:1].upper() + part[1:] for part in operation.split("_"))
+    flags: dict[str, Any] = {
+        "applied": applied,
+        "transient": is_transient(exc) if transient is None else transient,
+    }
     if isinstance(exc, ClientError):
         code = error_code(exc)
         if code == "ResourceNotFoundException" and table is not None:
             return BackendError(
                 f"DynamoDB table {table!r} not found ({name}); create it with "
-                f"'python -m taskstore dynamodb create-table {table}'"
+                f"'python -m taskstore dynamodb create-table {table}'",
+                **flags,
             )
-        return BackendError(f"DynamoDB {name} failed: {code}")
-    return BackendError(f"DynamoDB {name} failed: {type(exc).__name__}")
+        return BackendError(f"DynamoDB {name} failed: {code}", **flags)
+    return BackendError(f"DynamoDB {name} failed: {type(exc).__name__}", **flags)
+
+
+class _Attempts:
+    """What the attempts of one request (boto3's and ours) may have applied."""
+
+    __slots__ = ("maybe_applied",)
+
+    def __init__(self) -> None:
+        self.maybe_applied = False
+
+
+def _observe_attempt(
+    response: Any = None, caught_exception: BaseException | None = None, **_: Any
+) -> None:
+    """``needs-retry`` hook, called after every attempt boto3 makes: note one that may have
+    reached DynamoDB without an answer saying what became of it. Returns ``None``, so boto3's
+    own retry decision stands."""
+    attempts: _Attempts | None = getattr(_current, "attempts", None)
+    if attempts is None:
+        return
+    if caught_exception is not None:
+        if not isinstance(caught_exception, _NOT_SENT):
+            attempts.maybe_applied = True
+    elif response is not None:
+        http = response[0]
+        # A 4xx is a refusal (throttling, a failed condition); a 5xx leaves the write unknown.
+        if getattr(http, "status_code", 0) >= 500:
+            attempts.maybe_applied = True
 
 
 def make_client(
@@ -171,25 +269,51 @@ class Requests:
         self.retry_budget_s = retry_budget_s
         #: Set by the backend's ``close``; every later request raises ``ConfigurationError``.
         self.closed = False
+        # One registration per client, whoever built it (the hook is shared and stateless).
+        client.meta.events.register(
+            "needs-retry.dynamodb", _observe_attempt, unique_id="taskstore-attempts"
+        )
 
     def send(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """Call ``operation`` (snake_case boto3 method); map every driver error.
 
+        A transient fault boto3 gave up on is retried with the same ``params`` (jittered
+        backoff from 10 ms to 250 ms) until the retry deadline.
+
         :raises ConditionFailed: ConditionalCheckFailedException (with the ALL_OLD item).
         :raises Cancelled: TransactionCanceledException (with its reasons).
         :raises Busy: TransactionConflictException on a single-item write.
-        :raises BackendError: anything else boto3 raised after its retries.
+        :raises BackendError: anything else boto3 raised after its retries and ours.
         :raises ConfigurationError: the backend is closed.
         """
         if self.closed:
             raise ConfigurationError("this DynamoDbBackend is closed")
+        deadline = retry_deadline()
+        attempts = _Attempts()
+        backoff = _FAULT_MIN_BACKOFF_S
+        _current.attempts = attempts
+        try:
+            while True:
+                try:
+                    return self._send_once(operation, params)
+                except BackendError as error:
+                    if not error.transient or time.monotonic() >= deadline:
+                        if operation in _ALL_WRITES and attempts.maybe_applied:
+                            error.applied = None
+                        raise
+                time.sleep(random.uniform(backoff / 2, backoff))
+                backoff = min(backoff * 2, _FAULT_MAX_BACKOFF_S)
+        finally:
+            _current.attempts = None
+
+    def _send_once(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One request (boto3's own attempts included), its errors mapped."""
         try:
             response: dict[str, Any] = getattr(self.client, operation)(**params)
         except ClientError as exc:
             code = error_code(exc)
             if code == "ConditionalCheckFailedException":
-                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0
-                raise ConditionFailed(exc.response.get("Item"), retried) from exc
+                raise ConditionFailed(exc.response.get("Item")) from exc
             if code == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons") or []
                 raise Cancelled(list(reasons), exc) from exc
@@ -202,10 +326,11 @@ class Requests:
 
     def failed(self, cancelled: Cancelled) -> NoReturn:
         """Raise the :class:`BackendError` of a transaction cancelled for good (neither a
-        condition we handle nor a transient conflict), chaining the driver's exception."""
-        raise backend_error("transact_write_items", cancelled.error, self.table) from (
-            cancelled.error
-        )
+        condition we handle nor a transient conflict), chaining the driver's exception. A
+        cancelled transaction applied nothing."""
+        raise backend_error(
+            "transact_write_items", cancelled.error, self.table, transient=False
+        ) from cancelled.error
 
     def retries(self) -> Iterator[int]:
         """Yield attempt numbers until the retry budget is spent, sleeping with full jitter
@@ -227,8 +352,11 @@ class Requests:
         if isinstance(last, Cancelled) and not any(
             r.get("Code") == "TransactionConflict" for r in last.reasons
         ):
+            # Every attempt was cancelled, so none was applied.
             raise BackendError(
-                f"DynamoDB kept throttling the write after {attempts} attempts"
+                f"DynamoDB kept throttling the write after {attempts} attempts",
+                applied=False,
+                transient=True,
             ) from last.error
         raise ConflictError(
             f"Task {key[1]} is being written concurrently; gave up after {attempts} attempts",

@@ -26,10 +26,19 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from taskstore.backends.base import KEEP, Keep, RecordKey, VersionedRecord, encode_key_part
+from taskstore.backends.base import (
+    KEEP,
+    Keep,
+    RecordKey,
+    VersionedRecord,
+    check_expiry,
+    encode_key_part,
+)
+from taskstore.config import MAX_EXPIRES_AT_MS
 from taskstore.errors import InvalidParamsError, ResultTooLargeError
 
 __all__ = [
@@ -62,8 +71,10 @@ __all__ = [
     "sort_key",
     "task_id_of",
     "to_record",
+    "token_of",
     "update_params",
     "utf8_len",
+    "write_token",
 ]
 
 #: DynamoDB's item size limit: 400 KB, where 1 KB is 1024 bytes.
@@ -94,6 +105,7 @@ NAMES = {
     "#nx": "nx",
     "#lx": "lx",
     "#dt": "dt",
+    "#w": "w",
 }
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 #: The condition (and filter) "the item has not expired at ``:now``".
@@ -294,8 +306,25 @@ def max_outcome_length(room: int) -> int:
     return length
 
 
+#: Bytes of the write token every write stores (``w``): the one way a write whose answer was
+#: lost recognises itself when it is sent again (see :mod:`.writes`).
+TOKEN_BYTES = 8
+
+
+def write_token() -> bytes:
+    """A fresh write token (random; one per write call, kept across its resends)."""
+    return secrets.token_bytes(TOKEN_BYTES)
+
+
+def token_of(item: Mapping[str, Any] | None) -> bytes | None:
+    """The write token of the last write to ``item`` (``None``: none stored)."""
+    value = None if item is None else item.get("w")
+    return None if value is None else bytes(value["B"])
+
+
 def frame_size(key: RecordKey, version: int) -> int:
-    """Charged size of an item's keys and version, which its index entry repeats.
+    """Charged size of an item's keys and version, which its index entry repeats, plus the
+    write token (``w``, in the item only).
 
     The entry is counted with the table's sort key, as AWS documents ("key values and
     projected attributes"); DynamoDB Local leaves that key out of its count, so we stay
@@ -305,17 +334,12 @@ def frame_size(key: RecordKey, version: int) -> int:
     # lsk's size does not depend on sort_ms (fixed-width digits), only on the task id.
     item["lsk"] = s(sort_key(0, key[1]))
     item["v"] = n(version)
-    return 2 * _item_size(item)
+    return 2 * _item_size(item) + len("w") + TOKEN_BYTES
 
 
-def check_expiry(expires_at_ms: int | None) -> None:
-    """:raises InvalidParamsError: not ``None`` nor an integer the table can store."""
-    if expires_at_ms is not None and (
-        isinstance(expires_at_ms, bool)
-        or not isinstance(expires_at_ms, int)
-        or not 0 <= expires_at_ms < NEVER
-    ):
-        raise InvalidParamsError(f"expires_at_ms must be an integer from 0 to {NEVER - 1}")
+# Every expiry the contract allows fits the fixed-width listing keys with room to spare
+# (NEVER, the ledger's "never expires", stays above all of them).
+assert MAX_EXPIRES_AT_MS < NEVER
 
 
 def check_size(size: int, *, outcome: bool) -> None:
@@ -358,12 +382,14 @@ def full_item(
     expires_at_ms: int | None,
     sort_ms: int,
     outcome: bytes | None,
+    token: bytes,
 ) -> dict[str, dict[str, Any]]:
-    """A whole task item, checked against the item size limit."""
+    """A whole task item carrying write ``token``, checked against the item size limit."""
     check_expiry(expires_at_ms)
     item = key_attrs(key)
     item["lsk"] = s(sort_key(sort_ms, key[1]))
     item["v"] = n(version)
+    item["w"] = b(token)
     fixed = frame_size(key, version) + expiry_size(expires_at_ms)
     attr, size, _ = place(fixed, len(data), None if outcome is None else len(outcome))
     check_size(size, outcome=outcome is not None)
@@ -385,21 +411,24 @@ def update_params(
     expires_at_ms: int | Keep | None,
     outcome: bytes | None,
     now: int,
+    token: bytes,
     *,
     room: int | None = None,
     lsk: str | None = None,
 ) -> dict[str, Any]:
-    """The conditional ``UpdateItem`` of a compare-and-set from ``version - 1``.
+    """The conditional ``UpdateItem`` of a compare-and-set from ``version - 1``, storing
+    write ``token``.
 
     :param attr: where the record goes (``d`` or ``dx``; the other one is removed).
     :param room: when given, also require a stored outcome of at most this many bytes.
     :param lsk: a new listing sort key, if it changes.
     """
     other = "dx" if attr == "d" else "d"
-    sets = [f"#{attr} = :data", "#v = :v"]
+    sets = [f"#{attr} = :data", "#v = :v", "#w = :w"]
     removes = [f"#{other}"]
     values: dict[str, Any] = {
         ":data": b(bytes(data)),
+        ":w": b(token),
         ":v": n(version),
         ":expected": n(version - 1),
         ":now": n(now),

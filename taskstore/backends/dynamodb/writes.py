@@ -8,6 +8,13 @@ reports the actual version without another read. Expired items (DynamoDB's sweep
 days) count as absent in every condition; expiry is judged against the caller's ``now_ms`` (the
 store's clock), never DynamoDB's. Item sizes are checked before anything is sent
 (:mod:`.items`).
+
+Every write stores a fresh random *write token* (``w``). A write sent again after its answer
+was lost (by boto3, or by :meth:`~.client.Requests.send` riding out an outage) finds its own
+token when the first attempt had landed, and answers as that attempt would have: a repeated
+transaction is also deduplicated by DynamoDB itself (``ClientRequestToken``), and a
+compare-and-set or insert whose condition fails against an item holding its own token, one
+version on, is that write, not a conflict. Nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -53,6 +60,17 @@ class Writes:
         shape = self._shapes.get(key)
         return shape if shape is not None and shape.version == version else None
 
+    @staticmethod
+    def _own_write(item: Mapping[str, Any] | None, version: int, token: bytes, now: int) -> bool:
+        """Whether ``item`` (the ALL_OLD of a failed condition) is our own write of
+        ``version``, landed by an earlier attempt whose answer was lost."""
+        return (
+            items.is_live(item, now)
+            and item is not None
+            and int(item["v"]["N"]) == version
+            and items.token_of(item) == token
+        )
+
     def _insert(self, key: RecordKey, item: dict[str, Any], now: int) -> dict[str, Any]:
         """The conditional ``Put`` of a new task item over an absent or expired key."""
         return {
@@ -75,6 +93,7 @@ class Writes:
         """``DynamoDbBackend.put``: read, then write over the live item or insert anew;
         retried while other writers slip in between."""
         items.check_expiry(expires_at_ms)
+        token = items.write_token()
         last: Exception | None = None
         attempts = 0
         for attempts in self._requests.retries():  # noqa: B007 - read after the loop
@@ -89,21 +108,35 @@ class Writes:
             try:
                 if items.is_live(current, now):
                     assert current is not None
-                    version = self._put_over(
-                        key, data, expires_at_ms, sort_ms, outcome, current, now
+                    version = int(current["v"]["N"]) + 1
+                    shape: Shape | None = self._put_over(
+                        key, data, expires_at_ms, sort_ms, outcome, current, now, token
                     )
                 else:
-                    version = self._put_new(
-                        key, data, expires_at_ms, now if sort_ms is None else sort_ms, outcome, now
+                    version = 1
+                    shape = self._put_new(
+                        key, data, expires_at_ms, now if sort_ms is None else sort_ms, outcome,
+                        now, token,
                     )
-            except (ConditionFailed, Busy) as exc:
-                last = exc  # someone wrote between our read and write: read again
+            except ConditionFailed as exc:
+                shape = None  # our own write landed, but its shape is not worth a guess
+                if not self._own_write(exc.item, version, token, now):
+                    last = exc  # someone wrote between our read and write: read again
+                    continue
+            except Busy as exc:
+                last = exc
                 continue
             except Cancelled as exc:
-                if exc.code(0) == "ConditionalCheckFailed" or exc.transient:
-                    last = exc
-                    continue
-                self._requests.failed(exc)
+                shape = None
+                own = exc.code(0) == "ConditionalCheckFailed" and self._own_write(
+                    exc.item(0), version, token, now
+                )
+                if not own:
+                    if exc.code(0) == "ConditionalCheckFailed" or exc.transient:
+                        last = exc
+                        continue
+                    self._requests.failed(exc)
+            self.remember(key, shape)
             self._changes.written(key, version, event)
             return version
         self._requests.gave_up(key, attempts, last)
@@ -117,26 +150,30 @@ class Writes:
         outcome: bytes | None,
         current: Mapping[str, Any],
         now: int,
-    ) -> int:
-        """Overwrite a live item at its current version, keeping what ``put`` keeps."""
+        token: bytes,
+    ) -> Shape:
+        """Overwrite a live item at its current version, keeping what ``put`` keeps; return
+        the item's new shape."""
         version = int(current["v"]["N"]) + 1
         outcome_length = len(outcome) if outcome is not None else int_attr(current, "os")
         fixed = items.frame_size(key, version) + items.expiry_size(expires_at_ms)
         attr, size, _ = items.place(fixed, len(data), outcome_length)
         items.check_size(size, outcome=outcome is not None)
         task = items.update_params(
-            self._table, key, data, attr, version, expires_at_ms, outcome, now,
+            self._table, key, data, attr, version, expires_at_ms, outcome, now, token,
             lsk=None if sort_ms is None else items.sort_key(sort_ms, key[1]),
         )
+        shape = Shape(version, items.expiry_size(expires_at_ms), outcome_length)
         if int_attr(current, "x") == expires_at_ms:
-            self._requests.send("update_item", task)
+            self._requests.send(
+                "update_item", {**task, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+            )
         else:
             # The expiry moves: the ledger's expiry bounds may no longer hold.
             self._requests.send(
                 "transact_write_items", transaction(task, self._ledger.dirty_update(key[0]))
             )
-        self.remember(key, Shape(version, items.expiry_size(expires_at_ms), outcome_length))
-        return version
+        return shape
 
     def _put_new(
         self,
@@ -146,16 +183,16 @@ class Writes:
         sort_ms: int,
         outcome: bytes | None,
         now: int,
-    ) -> int:
-        """Insert over an absent or expired key, counting the record in the quota ledger."""
+        token: bytes,
+    ) -> Shape:
+        """Insert over an absent or expired key, counting the record in the quota ledger;
+        return the item's shape."""
         task = self._insert(
-            key, items.full_item(key, data, 1, expires_at_ms, sort_ms, outcome), now
+            key, items.full_item(key, data, 1, expires_at_ms, sort_ms, outcome, token), now
         )
         ledger = self._ledger.dirty_update(key[0], insert=True)
         self._requests.send("transact_write_items", transaction(task, ledger))
-        outcome_length = None if outcome is None else len(outcome)
-        self.remember(key, Shape(1, items.expiry_size(expires_at_ms), outcome_length))
-        return 1
+        return Shape(1, items.expiry_size(expires_at_ms), None if outcome is None else len(outcome))
 
     # -- compare-and-set ------------------------------------------------------------------
 
@@ -197,6 +234,7 @@ class Writes:
             outcome_length: int | None = len(outcome)
         else:
             outcome_length = shape.outcome_length if shape is not None else None
+        token = items.write_token()
         last: Exception | None = None
         attempts = 0
         for attempts in self._requests.retries():  # noqa: B007 - read after the loop
@@ -207,7 +245,8 @@ class Writes:
                 else items.max_outcome_length(ITEM_LIMIT_BYTES - bare)
             )
             task = items.update_params(
-                self._table, key, data, attr, version, expires_at_ms, outcome, now, room=room
+                self._table, key, data, attr, version, expires_at_ms, outcome, now, token,
+                room=room,
             )
             try:
                 if expires_at_ms is KEEP:
@@ -224,14 +263,15 @@ class Writes:
                 last = exc
                 continue
             except ConditionFailed as exc:
-                if self._explain(key, expected, exc.item, now, data, exc.retried, room):
-                    break  # our own write had landed before boto3 retried it
+                if self._explain(key, expected, exc.item, now, token, room):
+                    break  # our own write had landed before it was sent again
                 outcome_length, known = int_attr(exc.item or {}, "os"), True
                 last = exc
                 continue
             except Cancelled as exc:
                 if exc.code(0) == "ConditionalCheckFailed":
-                    self._explain(key, expected, exc.item(0), now, data, False, room)
+                    if self._explain(key, expected, exc.item(0), now, token, room):
+                        break
                     outcome_length, known = int_attr(exc.item(0) or {}, "os"), True
                 elif not exc.transient:
                     self._requests.failed(exc)
@@ -250,24 +290,25 @@ class Writes:
         expected: int,
         item: Mapping[str, Any] | None,
         now: int,
-        data: bytes,
-        retried: bool,
+        token: bytes,
         room: int | None,
     ) -> bool:
         """Explain a failed compare-and-set from its ALL_OLD item.
 
+        :param token: the write token the compare-and-set carries.
         :param room: the stored-outcome size guard the write carried, if any.
-        :returns: ``True`` when the item shows our own write already landed (boto3 retried a
-            request whose answer was lost); ``False`` when only the size guard failed (the
-            caller now knows the stored outcome's size and decides again).
+        :returns: ``True`` when the item shows our own write already landed (the request
+            was sent again after its answer was lost): one version on, holding our token;
+            ``False`` when only the size guard failed (the caller now knows the stored
+            outcome's size and decides again).
         :raises VersionConflict: anything else: the version moved, or the record is gone.
         """
+        if self._own_write(item, expected + 1, token, now):
+            return True
         if not items.is_live(item, now):
             raise VersionConflict(key, expected, 0)
         assert item is not None
         actual = int(item["v"]["N"])
-        if retried and actual == expected + 1 and items.record_data(item) == bytes(data):
-            return True
         if actual == expected and room is not None and (int_attr(item, "os") or 0) > room:
             self.remember(key, None)
             return False
@@ -287,7 +328,10 @@ class Writes:
     ) -> int:
         """``DynamoDbBackend.create``: the task's ``Put`` and the ledger's count in one
         transaction, retried as the ledger's refusals teach us what it holds."""
-        task = self._insert(key, items.full_item(key, data, 1, expires_at_ms, sort_ms, None), now)
+        token = items.write_token()
+        task = self._insert(
+            key, items.full_item(key, data, 1, expires_at_ms, sort_ms, None, token), now
+        )
         owner = key[0]
         hint = self._ledger.hint(owner)
         last: Exception | None = None
@@ -299,6 +343,8 @@ class Writes:
             except Cancelled as exc:
                 if exc.code(0) == "ConditionalCheckFailed":
                     existing = exc.item(0)
+                    if self._own_write(existing, 1, token, now):
+                        break  # our create had landed before it was sent again
                     raise VersionConflict(
                         key, 0, int(existing["v"]["N"]) if existing and "v" in existing else 1
                     ) from None
