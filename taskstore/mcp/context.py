@@ -98,14 +98,16 @@ class ToolContext:
     # -- cancellation --------------------------------------------------------------------
 
     def signal_cancel(self) -> None:
-        """Mark the call cancelled (the runner calls this on ``tasks/cancel`` or a client's
-        ``notifications/cancelled``); wakes :meth:`sleep`."""
+        """Mark the call cancelled (the runner calls this on ``tasks/cancel``, a client's
+        ``notifications/cancelled``, when its task ended elsewhere, e.g. failed by a stale-task
+        recovery pass, and on shutdown); wakes :meth:`sleep`."""
         self._cancel.set()
 
     @property
     def cancelled(self) -> bool:
-        """``True`` once the call was cancelled; for a task also when the store says so
-        (a cancel made by another process) or the task expired. Stop when you see it."""
+        """``True`` once the call was cancelled, or its task ended without it (failed by a
+        recovery pass, the server shutting down); for a task also when the store says so (a
+        cancel made by another process) or the task expired. Stop when you see it."""
         if self._cancel.is_set():
             return True
         if self.task is not None and self.task.cancelled:

@@ -10,19 +10,30 @@ outcome settles the task:
 - an ``isError: true`` result (or :class:`~taskstore.errors.ToolError`) → the error status of
   the creating request's projection (``failed`` in 2025-11-25, spec E4) with that result kept
   for ``tasks/result``;
-- an exception → ``failed`` with a JSON-RPC error outcome ``{code, message}`` and a diagnostic
-  ``statusMessage``;
+- an unexpected exception → ``failed`` with a JSON-RPC error outcome ``{-32603, message}`` and
+  that message as ``statusMessage``, where the message is generic with an error id and the
+  exception is logged (:mod:`taskstore.mcp.failures`; ``expose_tool_errors`` shows raw texts);
 - a tool finishing after its task was cancelled changes nothing and raises nothing.
+
+Reliability (DESIGN §9, issue 15):
+
+- **Fair pool.** Calls run on a :class:`~taskstore.mcp.fairness.FairScheduler`: at most
+  ``max_running_per_owner`` per owner at once (default ``max(1, max_workers // 4)``), the rest
+  queued per owner in order, owners served fairly.
+- **Outcomes are never dropped.** Storing an outcome that fails on the storage is retried in
+  the background until the task expires (:mod:`taskstore.mcp.outcomes`).
+- **Abandoned tasks are failed.** With ``stale_after_ms``, the runner heartbeats its tasks and
+  runs recovery passes that fail tasks nobody heartbeats (:mod:`taskstore.mcp.recovery`).
 
 Ordinary calls of ``optional`` (and ``forbidden``) tools run inline on the caller's thread.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from taskstore.aliases import JsonDict, RequestId
@@ -31,6 +42,7 @@ from taskstore.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    BackendError,
     InvalidTransitionError,
     ProtocolError,
     ResultTooLargeError,
@@ -42,11 +54,16 @@ from taskstore.errors import (
 from taskstore.mcp.audit import audit
 from taskstore.mcp.auth import Caller
 from taskstore.mcp.context import InputRound, ToolContext
+from taskstore.mcp.failures import unexpected_failure
+from taskstore.mcp.fairness import FairScheduler
 from taskstore.mcp.inputs import InputBroker
 from taskstore.mcp.jsonrpc import is_valid_id
 from taskstore.mcp.notifications import NotificationSender
+from taskstore.mcp.outcomes import OutcomeWriter, RetryPolicy
 from taskstore.mcp.projections import Projection
+from taskstore.mcp.recovery import STALE_MESSAGE, StaleRecovery, StaleTaskFailer
 from taskstore.mcp.request import RequestContext
+from taskstore.mcp.timers import Timers
 from taskstore.mcp.tools import (
     ToolRegistry,
     ToolSpec,
@@ -60,14 +77,22 @@ from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
 from taskstore.types import TaskMetadata, decode
 
-__all__ = ["SHUTDOWN_MESSAGE", "ToolAnswer", "ToolCall", "ToolRunner"]
+__all__ = [
+    "SHUTDOWN_MESSAGE",
+    "STALE_MESSAGE",
+    "RetryPolicy",
+    "StaleTaskFailer",
+    "ToolAnswer",
+    "ToolCall",
+    "ToolRunner",
+]
 
 _log = logging.getLogger("taskstore.mcp")
 
 #: Error message of tasks a shutting-down server could not finish.
 SHUTDOWN_MESSAGE = "The server shut down before the task finished"
-# Diagnostics go to clients in statusMessage; keep them short.
-_MAX_DIAGNOSTIC = 500
+# Status messages the runner writes go to clients on every tasks/get; keep them short.
+_MAX_STATUS_CHARS = 500
 
 
 class ToolCall(NamedTuple):
@@ -92,19 +117,33 @@ class ToolAnswer(NamedTuple):
     task_id: str | None = None
 
 
-def _diagnostic(tool: str, exc: BaseException) -> str:
-    text = f"Tool {tool} failed: {type(exc).__name__}: {exc}"
-    return text if len(text) <= _MAX_DIAGNOSTIC else text[: _MAX_DIAGNOSTIC - 1] + "…"
-
-
 class ToolRunner:
     """Runs ``tools/call`` for a :class:`ToolRegistry`. Thread-safe.
 
     :param store: where tasks live.
     :param tools: the registry to call into.
     :param inputs: carries tools' input requests to clients (a fresh broker by default).
-    :param max_workers: size of the thread pool running task-augmented calls; calls beyond it
-        wait in the pool's queue, their tasks ``working`` meanwhile.
+    :param max_workers: size of the thread pool running task-augmented calls.
+    :param max_running_per_owner: cap on one owner's task-augmented calls running at once
+        (default ``max(1, max_workers // 4)``, so one owner never holds more than a quarter of
+        the pool); calls beyond it wait in the owner's queue, in order, their tasks ``working``
+        meanwhile, and owners are served fairly (:mod:`taskstore.mcp.fairness`). Pass
+        ``max_workers`` to let one owner use the whole pool.
+    :param expose_tool_errors: send an unexpected tool exception's own text to the client
+        (``"Tool t failed: RuntimeError: ..."``) instead of the generic
+        ``"Tool t failed unexpectedly (error id ...)"``. For development only: exception texts
+        may hold secrets. The exception is logged either way.
+    :param result_retry: backoff of retries when storing an outcome fails on the storage
+        (default :class:`RetryPolicy`: from 0.1 s, jittered, capped at 5 s, until the task
+        expires).
+    :param stale_after_ms: turn on stale-task recovery (:mod:`taskstore.mcp.recovery`): this
+        runner heartbeats its tasks every ``stale_after_ms / 3`` and, every
+        ``stale_after_ms / 2``, fails ``tools/call`` tasks nobody heartbeated for
+        ``stale_after_ms`` (with :data:`STALE_MESSAGE`). ``None`` (default): off.
+    :param fail_stale: what a recovery pass calls (default the store's
+        :meth:`~taskstore.TaskStore.fail_stale`; see :class:`StaleTaskFailer`).
+    :raises ConfigurationError: a bad ``max_workers``, ``max_running_per_owner`` or
+        ``stale_after_ms``; recovery asked for without a ``fail_stale`` to call.
     """
 
     def __init__(
@@ -114,13 +153,23 @@ class ToolRunner:
         *,
         inputs: InputBroker | None = None,
         max_workers: int = 16,
+        max_running_per_owner: int | None = None,
+        expose_tool_errors: bool = False,
+        result_retry: RetryPolicy | None = None,
+        stale_after_ms: int | None = None,
+        fail_stale: StaleTaskFailer | None = None,
     ) -> None:
         self.store = store
         self.tools = tools
         self.inputs = inputs if inputs is not None else InputBroker(store)
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="taskstore-tool"
-        )
+        #: Whether unexpected tool exceptions reach clients word for word (development).
+        self.expose_tool_errors = expose_tool_errors
+        self._scheduler = FairScheduler(max_workers, max_running_per_owner)
+        #: The per-owner cap on running task-augmented calls in force.
+        self.max_running_per_owner = self._scheduler.per_owner
+        self._retry_timers = Timers("taskstore-results")
+        self._outcomes = OutcomeWriter(store.clock, self._retry_timers, policy=result_retry)
+        self._recovery_timers = Timers("taskstore-recovery")
         self._lock = threading.Lock()
         # Task id → (context, caller) of every task queued or running here.
         self._tasks: dict[str, tuple[ToolContext, Caller]] = {}
@@ -128,6 +177,14 @@ class ToolRunner:
         self._inline: dict[tuple[str, RequestId], ToolContext] = {}
         self._unsubscribe: Any = None
         self._closed = False
+        self._recovery = StaleRecovery(
+            store,
+            self._live_tasks,
+            self._recovery_timers,
+            stale_after_ms=stale_after_ms,
+            fail_stale=fail_stale,
+        )
+        self._recovery.start()
 
     # -- tools/call ----------------------------------------------------------------------
 
@@ -246,19 +303,50 @@ class ToolRunner:
         with self._lock:
             return len(self._tasks)
 
+    def pending_results(self) -> int:
+        """How many finished calls' outcomes wait for a retry to be stored (the storage
+        failed when they finished)."""
+        return self._outcomes.pending()
+
+    def heartbeat(self) -> int:
+        """Refresh the ``lastUpdatedAt`` of every task queued or running here, so recovery
+        passes see them alive; return how many were refreshed. Runs by itself every
+        ``stale_after_ms / 3`` when ``stale_after_ms`` is set."""
+        return self._recovery.heartbeat()
+
+    def recover_stale(self, older_than_ms: int | None = None) -> int:
+        """Run one stale-task recovery pass now: fail every non-terminal ``tools/call`` task
+        (any owner's) not refreshed for ``older_than_ms`` (default ``stale_after_ms``) with
+        :data:`STALE_MESSAGE`; return how many were failed. Safe to run from any process, e.g.
+        once at start-up; tasks queued or running in a process that does not heartbeat them
+        (``stale_after_ms`` unset there) look stale too.
+
+        :raises ConfigurationError: no ``fail_stale`` to call, or no age given or configured.
+        :raises TaskStoreError: the storage failed.
+        """
+        return self._recovery.recover(older_than_ms)
+
     def close(self) -> None:
         """Stop: tasks queued or running here fail with :data:`SHUTDOWN_MESSAGE` (their
-        tools see ``ctx.cancelled``), queued ones never start. Idempotent."""
+        tools see ``ctx.cancelled``), queued ones never start; outcomes still waiting for a
+        storage retry are given up (and logged). Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             tasks = list(self._tasks.items())
+        self._recovery.stop()
+        self._recovery_timers.close()
+        self._scheduler.close()
         for task_id, (ctx, caller) in tasks:
             # Fail first, then signal: the tool's own late completion is then refused.
-            self._settle_error(task_id, caller, _shutdown_error(), None)
+            try:
+                self._fail_now(task_id, caller, _shutdown_error(), None)
+            except TaskStoreError:
+                _log.exception("could not record the shutdown of task %s", task_id)
             ctx.signal_cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._outcomes.close()
+        self._retry_timers.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -291,8 +379,10 @@ class ToolRunner:
         except TaskStoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a tool's bug becomes a -32603 answer
-            _log.exception("tool %s failed", spec.name)
-            raise ProtocolError(INTERNAL_ERROR, _diagnostic(spec.name, exc)) from None
+            message = unexpected_failure(
+                _log, f"Tool {spec.name}", exc, expose=self.expose_tool_errors
+            )
+            raise ProtocolError(INTERNAL_ERROR, message) from None
         finally:
             if key is not None:
                 with self._lock:
@@ -339,12 +429,18 @@ class ToolRunner:
         with self._lock:
             self._tasks[record.task_id] = (ctx, caller)
         projection = request.projection
+        job = functools.partial(
+            self._run_task, spec, arguments, ctx, caller, projection, record.expires_at_ms
+        )
         try:
-            self._executor.submit(self._run_task, spec, arguments, ctx, caller, projection)
+            self._scheduler.submit(caller.owner, record.task_id, job)
         except RuntimeError:  # the pool shut down between the check and the submit
             with self._lock:
                 self._tasks.pop(record.task_id, None)
-            self._settle_error(record.task_id, caller, _shutdown_error(), None)
+            try:
+                self._fail_now(record.task_id, caller, _shutdown_error(), None)
+            except TaskStoreError:
+                _log.exception("could not record the shutdown of task %s", record.task_id)
             raise ProtocolError(INTERNAL_ERROR, "The server is shutting down") from None
         created = projection.created(record, immediate_response=spec.immediate_response)
         return ToolAnswer(created, record.task_id)
@@ -357,12 +453,23 @@ class ToolRunner:
                 self._unsubscribe = self.store.watch(self._on_status)
 
     def _on_status(self, record: TaskRecord) -> None:
-        if record.status is not TaskStatus.CANCELLED:
+        # A task ended by someone else (tasks/cancel, a recovery pass): its tool should stop,
+        # and a call still queued never starts.
+        if not record.is_terminal:
             return
         with self._lock:
             entry = self._tasks.get(record.task_id)
-        if entry is not None:
-            entry[0].signal_cancel()
+        if entry is None:
+            return
+        entry[0].signal_cancel()
+        if self._scheduler.discard(record.task_id):
+            with self._lock:
+                self._tasks.pop(record.task_id, None)
+            _log.debug("task %s ended while queued: its tool never starts", record.task_id)
+
+    def _live_tasks(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(task_id, caller.owner) for task_id, (_ctx, caller) in self._tasks.items()]
 
     def _run_task(
         self,
@@ -371,12 +478,16 @@ class ToolRunner:
         ctx: ToolContext,
         caller: Caller,
         projection: Projection,
+        expires_at_ms: int | None,
     ) -> None:
         task_id = ctx.task_id
         assert task_id is not None
         try:
-            if ctx.cancelled:  # cancelled while queued: never start the tool
-                return
+            try:
+                if ctx.cancelled:  # cancelled while queued: never start the tool
+                    return
+            except BackendError:
+                pass  # cannot tell now: run it; its outcome is stored once the storage is back
             try:
                 result = to_call_tool_result(spec.handler(arguments, ctx))
             except TaskCancelled:
@@ -385,51 +496,97 @@ class ToolRunner:
             except ToolError as exc:
                 result = exc.to_result()
             except TaskStoreError as exc:
-                self._settle_error(task_id, caller, exc.to_jsonrpc(), None)
+                if isinstance(exc, BackendError):  # the client gets no driver details: log them
+                    _log.warning(
+                        "tool %s (task %s) hit a storage failure: %s", spec.name, task_id, exc
+                    )
+                self._settle_error(task_id, caller, exc.to_jsonrpc(), None, expires_at_ms)
                 return
             except Exception as exc:  # noqa: BLE001 - a tool's bug fails its task, not us
-                _log.exception("tool %s failed (task %s)", spec.name, task_id)
-                message = _diagnostic(spec.name, exc)
-                self._settle_error(
-                    task_id, caller, {"code": INTERNAL_ERROR, "message": message}, message
+                message = unexpected_failure(
+                    _log, f"Tool {spec.name}", exc, expose=self.expose_tool_errors, task_id=task_id
                 )
+                error = {"code": INTERNAL_ERROR, "message": message}
+                self._settle_error(task_id, caller, error, message, expires_at_ms)
                 return
-            self._settle_result(task_id, caller, result, projection)
+            self._settle_result(task_id, caller, result, projection, expires_at_ms)
         finally:
             with self._lock:
                 self._tasks.pop(task_id, None)
 
     def _settle_result(
-        self, task_id: str, caller: Caller, result: JsonDict, projection: Projection
+        self,
+        task_id: str,
+        caller: Caller,
+        result: JsonDict,
+        projection: Projection,
+        expires_at_ms: int | None,
     ) -> None:
-        try:
-            if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
-                message = error_text(result) or "The tool reported an error"
-                self.store.fail(task_id, caller.owner, result=result, message=message[:500])
-                audit("task.failed", owner=caller.audit_owner, task_id=task_id, via="isError")
-            else:
-                self.store.complete(task_id, caller.owner, result)
-                audit("task.completed", owner=caller.audit_owner, task_id=task_id)
-        except (InvalidTransitionError, TaskNotFoundError):
-            # Cancelled (or expired) first: the task is final, the late result changes nothing.
-            _log.debug("discarding the late result of task %s", task_id)
-        except ResultTooLargeError as exc:
-            self._settle_error(
-                task_id, caller, {"code": INTERNAL_ERROR, "message": exc.message}, exc.message
-            )
-        except TaskStoreError:
-            _log.exception("could not store the result of task %s", task_id)
+        def write() -> bool:
+            try:
+                if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
+                    text = self._status_message(error_text(result) or "The tool reported an error")
+                    self.store.fail(task_id, caller.owner, result=result, message=text)
+                    audit("task.failed", owner=caller.audit_owner, task_id=task_id, via="isError")
+                else:
+                    self.store.complete(task_id, caller.owner, result)
+                    audit("task.completed", owner=caller.audit_owner, task_id=task_id)
+            except (InvalidTransitionError, TaskNotFoundError):
+                # Cancelled (or expired) first: the task is final, the late result changes
+                # nothing. (Also where a retry lands whose earlier attempt was applied but
+                # answered with an error, on a store without idempotent completion.)
+                _log.debug("discarding the late result of task %s", task_id)
+                return False
+            except ResultTooLargeError as exc:
+                error = {"code": INTERNAL_ERROR, "message": exc.message}
+                return self._fail_now(task_id, caller, error, exc.message)
+            return True
+
+        self._outcomes.write(task_id, write, expires_at_ms=expires_at_ms)
 
     def _settle_error(
-        self, task_id: str, caller: Caller, error: JsonDict, message: str | None
+        self,
+        task_id: str,
+        caller: Caller,
+        error: JsonDict,
+        message: str | None,
+        expires_at_ms: int | None,
     ) -> None:
+        self._outcomes.write(
+            task_id,
+            functools.partial(self._fail_now, task_id, caller, error, message),
+            expires_at_ms=expires_at_ms,
+        )
+
+    def _fail_now(
+        self, task_id: str, caller: Caller, error: JsonDict, message: str | None
+    ) -> bool:
+        """Fail the task (one attempt); ``False`` if it was already final (left as it is).
+
+        :raises TaskStoreError: the storage failed (e.g. ``BackendError``).
+        """
+        message = self._status_message(message)
         try:
             self.store.fail(task_id, caller.owner, error=error, message=message)
-            audit("task.failed", owner=caller.audit_owner, task_id=task_id, code=error.get("code"))
         except (InvalidTransitionError, TaskNotFoundError):
             _log.debug("discarding the late failure of task %s", task_id)
-        except TaskStoreError:
-            _log.exception("could not record the failure of task %s", task_id)
+            return False
+        audit("task.failed", owner=caller.audit_owner, task_id=task_id, code=error.get("code"))
+        return True
+
+
+    def _status_message(self, text: str | None) -> str | None:
+        """``text`` cut to fit a ``statusMessage`` (at most 500 characters, and the store's
+        cap in bytes), so a long diagnostic never makes the outcome unstorable."""
+        if text is None:
+            return None
+        cap = getattr(self.store.config, "max_status_message_bytes", None)
+        if len(text) > _MAX_STATUS_CHARS:
+            text = text[: _MAX_STATUS_CHARS - 1] + "…"
+        if isinstance(cap, int) and len(text.encode("utf-8", "surrogatepass")) > cap:
+            cut = text.encode("utf-8", "surrogatepass")[: max(0, cap - 3)]
+            text = cut.decode("utf-8", "ignore") + ("…" if cap >= 3 else "")
+        return text
 
 
 def _shutdown_error() -> JsonDict:

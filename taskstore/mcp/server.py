@@ -83,6 +83,16 @@ class McpServer:
     :param version: ``serverInfo.version``.
     :param instructions: optional ``InitializeResult.instructions``.
     :param max_workers: threads running task-augmented tool calls.
+    :param max_running_per_owner: cap on one owner's task-augmented calls running at once
+        (default ``max(1, max_workers // 4)``: 4 of the default 16); the rest wait in the
+        owner's queue, in order, and owners are served fairly (see
+        :class:`~taskstore.mcp.runner.ToolRunner`).
+    :param expose_tool_errors: send unexpected tool exceptions' own texts to clients instead
+        of a generic message with an error id. Development only: they may hold secrets.
+    :param stale_after_ms: turn on stale-task recovery: this server heartbeats its running
+        tasks and fails ``tools/call`` tasks nobody heartbeated for this long (their process
+        died); needs :meth:`TaskStore.fail_stale <taskstore.TaskStore.fail_stale>`. Default
+        ``None``: off.
     :param result_timeout: cap in seconds on a blocking ``tasks/result`` (``None``: none).
     :param request_state_key: signs the ``requestState`` of MCP 2026-07-28 calls that need
         input (default: ``$TASKSTORE_REQUEST_STATE_KEY``, else a random key of this process;
@@ -99,6 +109,9 @@ class McpServer:
         version: str | None = None,
         instructions: str | None = None,
         max_workers: int = 16,
+        max_running_per_owner: int | None = None,
+        expose_tool_errors: bool = False,
+        stale_after_ms: int | None = None,
         result_timeout: float | None = None,
         request_state_key: bytes | str | None = None,
         cache_ttl_ms: int = 0,
@@ -111,7 +124,15 @@ class McpServer:
         self.prompts = PromptRegistry()
         self.inputs = InputBroker(store)
         self.router = TaskRouter(store, result_timeout=result_timeout)
-        self.runner = ToolRunner(store, self.tools, inputs=self.inputs, max_workers=max_workers)
+        self.runner = ToolRunner(
+            store,
+            self.tools,
+            inputs=self.inputs,
+            max_workers=max_workers,
+            max_running_per_owner=max_running_per_owner,
+            expose_tool_errors=expose_tool_errors,
+            stale_after_ms=stale_after_ms,
+        )
         self.notifier = StatusNotifier(store)
         legacy = _LegacyService(
             {

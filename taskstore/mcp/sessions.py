@@ -5,20 +5,31 @@ later requests must resolve to the same owner, or the session does not exist for
 session has an :class:`Outbox`, the :class:`~taskstore.mcp.notifications.NotificationSender` of
 its server → client messages (task status, progress), delivered while the client holds the
 session's GET stream open and dropped otherwise (the spec makes them optional; clients poll).
+
+Admission (:meth:`SessionManager.add`) never evicts a session whose end would strand
+unfinished work: see :class:`SessionManager`.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import queue
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from taskstore.mcp.auth import Caller
 from taskstore.mcp.jsonrpc import JsonDict
+from taskstore.store import TaskStore
 
-__all__ = ["CLOSE", "Outbox", "Session", "SessionManager"]
+__all__ = ["CLOSE", "Outbox", "Session", "SessionManager", "holds_unfinished_tasks"]
+
+_log = logging.getLogger("taskstore.wsgi")
 
 #: Put on an outbox queue to end the stream reading it.
 CLOSE: JsonDict = {}
@@ -97,40 +108,134 @@ class Session:
     protocol_version: str
     outbox: Outbox = field(default_factory=Outbox)
     last_seen: float = field(default_factory=time.monotonic)
+    # Admission bookkeeping, guarded by the SessionManager's lock.
+    _active: int = field(default=0, init=False, repr=False)
+    _generation: int = field(default=0, init=False, repr=False)
+    _recheck_at: float = field(default=0.0, init=False, repr=False)
+
+    @property
+    def binds_tasks(self) -> bool:
+        """``True`` when the session's tasks are owned by the session id itself (an
+        unauthenticated session): they become unreachable when the session ends. An
+        authenticated session's tasks belong to its subject (or client id), which any new
+        session of that identity reaches again."""
+        return self.caller.owner == self.id
 
     def touch(self) -> None:
         """Record activity (idle sessions expire)."""
         self.last_seen = time.monotonic()
 
 
-class SessionManager:
-    """Live sessions. Thread-safe.
+def holds_unfinished_tasks(store: TaskStore, owner: str, *, max_pages: int = 4) -> bool:
+    """Whether ``owner`` has a task that is not terminal (``working`` or ``input_required``).
 
-    :param idle_timeout_s: a session unused this long (and without an open stream) expires.
-    :param max_sessions: at most this many live sessions; the longest idle one is evicted to
-        make room for a new one.
+    Reads at most ``max_pages`` pages of :meth:`TaskStore.list` (newest first, the store's
+    default page size); an owner with more tasks than that, none of them unfinished, counts as
+    holding some (too many to rule out cheaply).
+
+    :raises TaskStoreError: the store could not answer.
+    """
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = store.list(owner, cursor=cursor)
+        if any(not record.task.status.is_terminal for record in page.tasks):
+            return True
+        cursor = page.next_cursor
+        if cursor is None:
+            return False
+    return True
+
+
+class SessionManager:
+    """Live sessions, and who may be evicted to admit a new one. Thread-safe.
+
+    **Admission.** While fewer than ``max_sessions`` sessions live, a new one is simply added.
+    When the table is full, :meth:`add` evicts one idle session, never one whose end would
+    strand unfinished work:
+
+    1. *Plain* sessions go first, least recently used first: authenticated sessions (their
+       tasks belong to the subject, which a new session reaches again, so evicting them loses
+       nothing but the session) and unauthenticated sessions that never sent a request able to
+       create a task (``initialize`` floods are made of these).
+    2. Then *holders*: unauthenticated sessions that did send such a request (see
+       :meth:`request`). Their tasks are owned by the session id and become unreachable with
+       it, so one is evicted only after the store confirms it holds no non-terminal task
+       (:func:`holds_unfinished_tasks`). An admission asks about at most ``max_probes``
+       holders; a holder found busy, or that just sent a request able to create a task, is not
+       asked about again for ``recheck_s`` seconds. A store failure counts as busy and ends
+       the admission's checks (one slow answer per admission during an outage).
+
+    A session with a request in progress or an open stream is never evicted. When nothing may
+    be evicted, :meth:`add` returns ``False``: the transport answers "busy, retry after
+    :attr:`retry_after_s` seconds". Idle expiry (``idle_timeout_s``) is separate and applies
+    to every session without an open stream or a request in progress.
+
+    :param idle_timeout_s: a session unused this long (without an open stream or a request in
+        progress) expires.
+    :param max_sessions: at most this many live sessions.
+    :param store: where the sessions' tasks live, asked before a holder is evicted; ``None``:
+        holders are never evicted.
+    :param recheck_s: seconds before a busy holder is asked about again.
+    :param max_probes: holders asked about per admission, at most (bounds the store reads a
+        flood of ``initialize`` calls can cause).
     """
 
-    def __init__(self, *, idle_timeout_s: float = 3600.0, max_sessions: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float = 3600.0,
+        max_sessions: int = 10_000,
+        store: TaskStore | None = None,
+        recheck_s: float = 5.0,
+        max_probes: int = 8,
+    ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.max_sessions = max_sessions
-        self._sessions: dict[str, Session] = {}
+        self.store = store
+        self.recheck_s = recheck_s
+        self.max_probes = max_probes
+        # Every live session, least recently used first (the idle sweep reads the front).
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        # Eviction candidates without a store check, least recently used first.
+        self._plain: OrderedDict[str, Session] = OrderedDict()
+        # Unauthenticated sessions that may hold tasks, in the order they are due a check.
+        self._holders: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
-        self._next_sweep = 0.0
 
     @staticmethod
     def new_id() -> str:
         """A fresh session id: visible ASCII only, as the transport spec requires."""
         return secrets.token_urlsafe(24)
 
-    def add(self, session: Session) -> None:
-        """Register a session created by a successful ``initialize``."""
+    @property
+    def retry_after_s(self) -> int:
+        """Whole seconds a refused client should wait before trying again (``Retry-After``)."""
+        return max(1, math.ceil(self.recheck_s))
+
+    def add(self, session: Session) -> bool:
+        """Register a session created by a successful ``initialize``, evicting one idle
+        session that may go when the table is full (see the class docs).
+
+        Store reads (only when the table is full of holders) happen outside the lock.
+
+        :returns: ``False`` when the table is full of sessions that may not be evicted (the
+            session is not added).
+        """
         with self._lock:
-            self._expire_locked()
-            while len(self._sessions) >= self.max_sessions:
-                oldest = min(self._sessions.values(), key=lambda s: s.last_seen)
-                self._drop_locked(oldest.id)
-            self._sessions[session.id] = session
+            self._expire_locked(time.monotonic())
+            if self._admit_locked(session):
+                return True
+            candidates = self._due_holders_locked(time.monotonic())
+        for candidate, generation in candidates:
+            busy = self._probe(candidate)
+            with self._lock:
+                if busy is False and self._unchanged_locked(candidate, generation):
+                    self._drop_locked(candidate.id)
+                if self._admit_locked(session):
+                    return True
+            if busy is None:
+                break  # the store is failing: one slow answer per admission is enough
+        return False
 
     def get(self, session_id: str) -> Session | None:
         """The live session with this id, or ``None`` (unknown, deleted or expired)."""
@@ -141,8 +246,39 @@ class SessionManager:
             if self._idle(session, time.monotonic()):
                 self._drop_locked(session_id)
                 return None
-            session.touch()
+            self._touch_locked(session)
             return session
+
+    def touch(self, session: Session) -> None:
+        """Record activity that is not a request (a stream's keep-alive)."""
+        with self._lock:
+            if self._sessions.get(session.id) is session:
+                self._touch_locked(session)
+
+    @contextmanager
+    def request(self, session: Session, *, may_create_tasks: bool) -> Iterator[bool]:
+        """Bracket one request of ``session``: meanwhile it is never evicted.
+
+        :param may_create_tasks: the request may create a task owned by the caller; an
+            unauthenticated session then becomes a holder (evicted only once the store shows
+            it holds no unfinished task).
+        :returns: (as the ``with`` target) whether the session is still live; ``False`` when
+            it ended since :meth:`get` returned it (the request must not run).
+        """
+        with self._lock:
+            session._active += 1
+            session._generation += 1
+            live = self._sessions.get(session.id) is session
+            if live and may_create_tasks and session.binds_tasks:
+                self._plain.pop(session.id, None)
+                self._holders[session.id] = session
+                self._holders.move_to_end(session.id)
+                session._recheck_at = time.monotonic() + self.recheck_s
+        try:
+            yield live
+        finally:
+            with self._lock:
+                session._active -= 1
 
     def remove(self, session_id: str) -> bool:
         """End a session (``DELETE``); ``False`` when it did not exist."""
@@ -158,21 +294,85 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def _idle(self, session: Session, now: float) -> bool:
-        return not session.outbox.streaming and now - session.last_seen > self.idle_timeout_s
+    # -- internals (callers hold the lock unless the name says otherwise) ------------------
 
-    def _expire_locked(self) -> None:
-        now = time.monotonic()
-        # A full sweep costs O(sessions): at most once a minute, or when the table is full.
-        if now < self._next_sweep and len(self._sessions) < self.max_sessions:
-            return
-        self._next_sweep = now + 60.0
-        for session in [s for s in self._sessions.values() if self._idle(s, now)]:
-            self._drop_locked(session.id)
+    @staticmethod
+    def _in_use(session: Session) -> bool:
+        return session._active > 0 or session.outbox.streaming
+
+    def _idle(self, session: Session, now: float) -> bool:
+        return not self._in_use(session) and now - session.last_seen > self.idle_timeout_s
+
+    def _touch_locked(self, session: Session) -> None:
+        session.touch()
+        self._sessions.move_to_end(session.id)
+        if session.id in self._plain:
+            self._plain.move_to_end(session.id)
+
+    def _insert_locked(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        self._plain[session.id] = session
+
+    def _admit_locked(self, session: Session) -> bool:
+        while len(self._sessions) >= self.max_sessions:
+            victim = next((s for s in self._plain.values() if not self._in_use(s)), None)
+            if victim is None:
+                return False
+            self._drop_locked(victim.id)
+        self._insert_locked(session)
+        return True
+
+    def _due_holders_locked(self, now: float) -> list[tuple[Session, int]]:
+        """Holders due a store check (at most ``max_probes``), each rescheduled at once so
+        concurrent admissions ask about different ones."""
+        due: list[tuple[Session, int]] = []
+        for _ in range(len(self._holders)):
+            if len(due) >= self.max_probes:
+                break
+            holder = next(iter(self._holders.values()))
+            if holder._recheck_at > now:
+                break  # the queue is in due order: the rest are not due either
+            holder._recheck_at = now + self.recheck_s
+            self._holders.move_to_end(holder.id)
+            if not self._in_use(holder):
+                due.append((holder, holder._generation))
+        return due
+
+    def _unchanged_locked(self, session: Session, generation: int) -> bool:
+        # A request that began since the check may have created a task the check missed.
+        return (
+            self._sessions.get(session.id) is session
+            and session._generation == generation
+            and not self._in_use(session)
+        )
+
+    def _probe(self, session: Session) -> bool | None:
+        """Whether ``session`` holds unfinished tasks; ``None`` when that cannot be known (no
+        store, or the store failed), which keeps it too. Called without the lock."""
+        if self.store is None:
+            return None
+        try:
+            return holds_unfinished_tasks(self.store, session.caller.owner)
+        except Exception as exc:  # noqa: BLE001 - cannot rule it out: keep the session
+            _log.warning("could not check a session's tasks before evicting it: %s", exc)
+            return None
+
+    def _expire_locked(self, now: float) -> None:
+        # Amortised O(1): the front is the least recently used; sessions in use move back.
+        for _ in range(len(self._sessions)):
+            session = next(iter(self._sessions.values()))
+            if self._in_use(session):
+                self._sessions.move_to_end(session.id)
+            elif now - session.last_seen > self.idle_timeout_s:
+                self._drop_locked(session.id)
+            else:
+                break
 
     def _drop_locked(self, session_id: str) -> bool:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        self._plain.pop(session_id, None)
+        self._holders.pop(session_id, None)
         session.outbox.end()
         return True

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskstore.errors import InvalidTransitionError, TaskStoreError
+from taskstore.mcp.failures import unexpected_failure
 from taskstore.mcp.tools import error_result, error_text, is_error_result
 from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
@@ -212,10 +213,13 @@ class WorkflowEngine:
         try:
             result = self.invoker.call(step.tool, arguments)
         except TaskStoreError as exc:
-            result = error_result(exc.message)
+            # The wire form: a BackendError's driver details stay out of the pause reason.
+            result = error_result(str(exc.to_jsonrpc()["message"]))
         except Exception as exc:  # noqa: BLE001 - any tool failure pauses the workflow
-            _log.exception("workflow %s step %s raised", self.workflow.name, step.name)
-            result = error_result(str(exc) or type(exc).__name__)
+            # Safe by default, as the tool runner: the pause reason reaches the client, so it
+            # gets a generic message with an error id, and the log gets the exception.
+            message = unexpected_failure(_log, f"Tool {step.tool}", exc, task_id=run.task_id)
+            result = error_result(message)
         if is_error_result(result):
             error = error_text(result) or "the tool reported an error"
             run.transcript.append(("user", f"{step.tool} failed: {error}"))

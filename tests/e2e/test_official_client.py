@@ -3,6 +3,7 @@ WSGI endpoint served over loopback HTTP."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,12 +59,10 @@ def test_official_client_task_lifecycle(run_client: Client, url: str) -> None:
     assert out["errorStatuses"][-1] == "failed"
     assert out["errorResult"] == {"isError": True, "text": "the tool could not do it"}
     assert out["crashStatuses"][-1] == "failed"
-    assert out["crashStatusMessage"] == "Tool crash failed: RuntimeError: boom"
-    assert out["crashResult"] == {
-        "code": -32603,
-        "message": "Tool crash failed: RuntimeError: boom",
-        "data": None,
-    }
+    # The error-message policy: a generic message with an error id, the same on both surfaces.
+    crash_message = out["crashStatusMessage"]
+    assert re.fullmatch(r"Tool crash failed unexpectedly \(error id [0-9a-f]{16}\)", crash_message)
+    assert out["crashResult"] == {"code": -32603, "message": crash_message, "data": None}
     assert out["requiredInline"]["code"] == -32601
     assert out["inline"] == "inline"
     assert out["unknownTask"]["code"] == -32602

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from taskstore.mcp import Caller, McpServer, ProtocolError, ToolContext
 from taskstore.mcp.runner import SHUTDOWN_MESSAGE
 
 RELATED = "io.modelcontextprotocol/related-task"
+#: What a client sees of the "crash" tool's RuntimeError (the error-message policy).
+GENERIC_CRASH = r"Tool crash failed unexpectedly \(error id [0-9a-f]{16}\)"
 
 
 def call(server: McpServer, caller: Caller, name: str, arguments: Any = None, **extra: Any) -> Any:
@@ -150,17 +153,17 @@ def test_is_error_result_fails_the_task_and_keeps_the_result(
 def test_exception_fails_the_task_with_a_jsonrpc_error(
     server: McpServer, mstore: TaskStore, alice: Caller, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A tool exception ends the task failed with {-32603, diagnostic} and that statusMessage."""
+    """A tool exception ends the task failed with {-32603, generic message with an error id}
+    and that statusMessage."""
     with caplog.at_level(logging.ERROR, logger="taskstore.mcp"):
         created = call(server, alice, "crash", {}, task={})
         record = finished(server, mstore, created["task"]["taskId"])
     assert record.status.value == "failed"
-    assert record.task.status_message == "Tool crash failed: RuntimeError: boom"
+    message = record.task.status_message
+    assert message is not None
+    assert re.fullmatch(GENERIC_CRASH, message)
     outcome = mstore.get_result(created["task"]["taskId"], "alice")
-    assert (outcome.kind, outcome.error) == (
-        "error",
-        {"code": -32603, "message": "Tool crash failed: RuntimeError: boom"},
-    )
+    assert (outcome.kind, outcome.error) == ("error", {"code": -32603, "message": message})
 
 
 def test_tool_finishing_after_cancel_changes_nothing(
@@ -195,13 +198,13 @@ def test_inline_calls_run_on_the_caller_thread(server: McpServer, alice: Caller)
 
 
 def test_inline_crash_is_internal_error(server: McpServer, alice: Caller) -> None:
-    """An inline tool exception answers -32603 with the diagnostic, as its task would store."""
+    """An inline tool exception answers -32603 with the generic message and an error id, as
+    its task would store."""
     with pytest.raises(ProtocolError) as caught:
         call(server, alice, "crash", {})
-    assert caught.value.to_jsonrpc() == {
-        "code": -32603,
-        "message": "Tool crash failed: RuntimeError: boom",
-    }
+    error = caught.value.to_jsonrpc()
+    assert error["code"] == -32603
+    assert re.fullmatch(GENERIC_CRASH, error["message"])
 
 
 def test_progress_token_stays_valid_for_the_task(

@@ -1,0 +1,192 @@
+"""Stale-task recovery: tasks whose tool died with its process are failed, not polled forever.
+
+A task-augmented call's task stays ``working`` while its tool runs. If the process running the
+tool dies (a crash, ``SIGKILL``, a lost machine), nobody will ever finish it and its clients
+poll until it expires. Recovery turns that into a clear failure:
+
+- **Heartbeat.** Every runner with recovery on refreshes the ``lastUpdatedAt`` of each task it
+  holds (queued or running) every ``stale_after_ms / 3``; a live task is never older than that.
+- **Recovery pass.** Every ``stale_after_ms / 2`` (and once at start) the runner calls the
+  store's :meth:`~taskstore.TaskStore.fail_stale`, which fails every non-terminal ``tools/call``
+  task whose ``lastUpdatedAt`` is older than ``stale_after_ms`` with
+  :data:`STALE_MESSAGE` (a ``-32603`` error). Any process may run it, and several may: failing
+  is a compare-and-set, one wins.
+
+Choose ``stale_after_ms`` well above the longest storage outage you want to ride out (a
+heartbeat that cannot be written for ``stale_after_ms`` makes a live task look dead; its tool
+is then told to stop, as on cancel). Every process sharing a store should run with recovery on,
+or none should: a process without it does not heartbeat, so its long calls would look stale to
+a process with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from taskstore.errors import ConfigurationError, TaskStoreError
+from taskstore.mcp.timers import Timers
+from taskstore.record import TaskRecord
+from taskstore.store import TaskStore
+
+__all__ = ["STALE_MESSAGE", "StaleRecovery", "StaleTaskFailer"]
+
+_log = logging.getLogger("taskstore.mcp")
+
+#: Error message of tasks a recovery pass failed.
+STALE_MESSAGE = "The task was abandoned: the server running it stopped before it finished"
+
+
+class StaleTaskFailer(Protocol):
+    """What a recovery pass calls: :meth:`taskstore.TaskStore.fail_stale`'s signature.
+
+    Fails every non-terminal task (of ``owner`` only, when given; of ``request_method`` only,
+    when given) whose ``lastUpdatedAt`` is more than ``older_than_ms`` before the store's now,
+    with the error ``{"code": -32603, "message": message}`` and ``message`` as its
+    ``statusMessage``, and returns how many it failed.
+    """
+
+    def __call__(
+        self,
+        *,
+        older_than_ms: int,
+        message: str,
+        owner: str | None = None,
+        request_method: str | None = None,
+    ) -> int:
+        """Fail the stale tasks; return how many."""
+        ...
+
+
+def _touch(record: TaskRecord) -> dict[str, Any] | None:
+    # An empty merge writes nothing but a fresh lastUpdatedAt; a final task is left alone.
+    return None if record.is_terminal else {}
+
+
+class StaleRecovery:
+    """Heartbeats a runner's tasks and runs recovery passes (see the module docstring).
+    Thread-safe.
+
+    :param store: where the tasks live.
+    :param live_tasks: ``(task_id, owner)`` of every task this process holds right now.
+    :param timers: where the periodic work runs.
+    :param stale_after_ms: age after which a task nobody refreshes counts as abandoned;
+        ``None`` turns the periodic work off (:meth:`heartbeat` and :meth:`recover` still
+        work when called).
+    :param fail_stale: the store method to call (default ``store.fail_stale``).
+    :raises ConfigurationError: ``stale_after_ms`` below 1000, or periodic recovery asked for
+        on a store without ``fail_stale`` and none given.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        live_tasks: Callable[[], list[tuple[str, str]]],
+        timers: Timers,
+        *,
+        stale_after_ms: int | None = None,
+        fail_stale: StaleTaskFailer | None = None,
+    ) -> None:
+        if stale_after_ms is not None and (
+            isinstance(stale_after_ms, bool)
+            or not isinstance(stale_after_ms, int)
+            or stale_after_ms < 1000
+        ):
+            raise ConfigurationError("stale_after_ms must be an integer >= 1000 (or None)")
+        if fail_stale is None:
+            fail_stale = getattr(store, "fail_stale", None)
+        if stale_after_ms is not None and fail_stale is None:
+            raise ConfigurationError(
+                "stale-task recovery needs TaskStore.fail_stale (or a fail_stale callable)"
+            )
+        self.store = store
+        self.stale_after_ms = stale_after_ms
+        self._fail_stale = fail_stale
+        self._live_tasks = live_tasks
+        self._timers = timers
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start the periodic heartbeat and recovery passes (nothing when
+        ``stale_after_ms`` is ``None``)."""
+        if self.stale_after_ms is None:
+            return
+        self._timers.call_later(0, self._periodic_recover)
+        self._timers.call_later(self.stale_after_ms / 3000, self._periodic_heartbeat)
+
+    def stop(self) -> None:
+        """Stop the periodic work. Idempotent."""
+        with self._lock:
+            self._stopped = True
+
+    def heartbeat(self) -> int:
+        """Refresh the ``lastUpdatedAt`` of every task this process holds; return how many
+        were refreshed (a task that just ended or cannot be written is skipped)."""
+        refreshed = 0
+        failed = 0
+        for task_id, owner in self._live_tasks():
+            try:
+                self.store.update_variables(task_id, owner, _touch)
+            except TaskStoreError as exc:
+                failed += 1
+                _log.debug("heartbeat of task %s failed: %s", task_id, exc)
+            else:
+                refreshed += 1
+        if failed:
+            _log.warning(
+                "heartbeat: %d of %d tasks could not be refreshed", failed, failed + refreshed
+            )
+        return refreshed
+
+    def recover(self, older_than_ms: int | None = None) -> int:
+        """Run one recovery pass: fail every ``tools/call`` task not refreshed for
+        ``older_than_ms`` (default ``stale_after_ms``); return how many were failed.
+
+        :raises ConfigurationError: no ``fail_stale`` to call, or no age given or configured.
+        :raises TaskStoreError: the store's (e.g. :class:`~taskstore.errors.BackendError`).
+        """
+        age = older_than_ms if older_than_ms is not None else self.stale_after_ms
+        if age is None:
+            raise ConfigurationError("recover() needs older_than_ms (no stale_after_ms is set)")
+        if self._fail_stale is None:
+            raise ConfigurationError(
+                "stale-task recovery needs TaskStore.fail_stale (or a fail_stale callable)"
+            )
+        failed = self._fail_stale(
+            older_than_ms=age, message=STALE_MESSAGE, request_method="tools/call"
+        )
+        if failed:
+            _log.warning(
+                "recovery: failed %d abandoned tasks (not refreshed for %d ms)", failed, age
+            )
+        return failed
+
+    # -- periodic work -------------------------------------------------------------------
+
+    def _again(self, delay_s: float, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+        try:
+            self._timers.call_later(delay_s, callback)
+        except RuntimeError:  # the timers closed: the runner is shutting down
+            pass
+
+    def _periodic_heartbeat(self) -> None:
+        assert self.stale_after_ms is not None
+        try:
+            self.heartbeat()
+        finally:
+            self._again(self.stale_after_ms / 3000, self._periodic_heartbeat)
+
+    def _periodic_recover(self) -> None:
+        assert self.stale_after_ms is not None
+        try:
+            self.recover()
+        except TaskStoreError as exc:
+            _log.warning("recovery pass failed: %s", exc)
+        finally:
+            self._again(self.stale_after_ms / 2000, self._periodic_recover)
