@@ -17,10 +17,43 @@ if TYPE_CHECKING:
 __all__ = ["main", "run_cli", "serve_main"]
 
 
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text, which must be above zero."""
+
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its error message
+    return convert
+
+
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default="memory://", help="storage URL (default memory://)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    # Defaults live in taskstore.http.serve, imported only when serving.
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="seconds a connection has to send its whole request (default 60)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="connections served at once; more get 503 (default 512)",
+    )
+
+
+def _server_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The bundled server's limits as :func:`serve_main` takes them (``None``: default)."""
+    return {"read_timeout_s": args.read_timeout, "max_connections": args.max_connections}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -59,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             store_options={"allow_anonymous": True},
+            **_server_limits(args),
         )
     if args.command == "dynamodb":
         from taskstore.backends.dynamodb import DynamoDbBackend
@@ -77,9 +111,10 @@ def run_cli(
     description: str | None = None,
     store_options: Mapping[str, Any] | None = None,
 ) -> int:
-    """Command line of an MCP server script: ``[--store URL] [--host] [--port]``, like
-    ``python -m taskstore serve``. Opens the store, builds the server with ``build(store)`` and
-    runs :func:`serve_forever`. Returns the exit status (2 for a bad store URL).
+    """Command line of an MCP server script: ``[--store URL] [--host] [--port]
+    [--read-timeout SECONDS] [--max-connections N]``, like ``python -m taskstore serve``.
+    Opens the store, builds the server with ``build(store)`` and runs :func:`serve_forever`.
+    Returns the exit status (2 for a bad store URL).
 
     :param store_options: keyword options of :func:`taskstore.open` (e.g.
         ``allow_anonymous=True``).
@@ -89,7 +124,14 @@ def run_cli(
     )
     _add_serve_arguments(parser)
     args = parser.parse_args(argv)
-    return serve_main(args.store, args.host, args.port, build=build, store_options=store_options)
+    return serve_main(
+        args.store,
+        args.host,
+        args.port,
+        build=build,
+        store_options=store_options,
+        **_server_limits(args),
+    )
 
 
 def serve_main(
@@ -99,6 +141,8 @@ def serve_main(
     *,
     build: Callable[[TaskStore], McpServer] | None = None,
     store_options: Mapping[str, Any] | None = None,
+    read_timeout_s: float | None = None,
+    max_connections: int | None = None,
 ) -> int:
     """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
 
@@ -108,6 +152,10 @@ def serve_main(
 
     :param build: makes the server from the opened store (default: the demo tools).
     :param store_options: keyword options of :func:`taskstore.open`.
+    :param read_timeout_s: seconds a connection has to send its whole request (``None``:
+        :data:`~taskstore.http.serve.DEFAULT_READ_TIMEOUT_S`).
+    :param max_connections: connections served at once, more get 503 (``None``:
+        :data:`~taskstore.http.serve.DEFAULT_MAX_CONNECTIONS`).
     """
     from taskstore._open import open as open_store
     from taskstore.errors import ConfigurationError
@@ -117,12 +165,23 @@ def serve_main(
     except ConfigurationError as exc:
         print(f"taskstore serve: {exc}", file=sys.stderr)
         return 2
-    from taskstore.http.serve import serve_forever
+    from taskstore.http.serve import (
+        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_READ_TIMEOUT_S,
+        serve_forever,
+    )
 
     def banner(url: str) -> str:
         return _banner(url, store_url, anonymous=store.security.allow_anonymous)
 
-    return serve_forever((build or _demo_server)(store), host, port, banner=banner)
+    return serve_forever(
+        (build or _demo_server)(store),
+        host,
+        port,
+        banner=banner,
+        read_timeout_s=DEFAULT_READ_TIMEOUT_S if read_timeout_s is None else read_timeout_s,
+        max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+    )
 
 
 def _redacted(url: str) -> str:

@@ -3,11 +3,13 @@
 Each answer is checked against what the input class calls for (``expect``): the HTTP status,
 the JSON-RPC error code or a result, the echoed request id, a session header only for a
 successful ``initialize``; never a 500 or a traceback; and the server still answers a valid
-request afterwards.
+request afterwards. Bodies include documents nested up to 100,000 levels deep (the endpoint's
+limit is 512) and ``Accept`` headers of every kind.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,10 @@ from taskstore.mcp import McpServer, ToolError
 from taskstore.mcp.capabilities import SUPPORTED_PROTOCOL_VERSIONS
 from taskstore.wsgi import McpWsgiApp
 
-MAX_BODY_BYTES = 4096
+# Large enough for a document nested 100,000 levels deep (6 bytes a level at most).
+MAX_BODY_BYTES = 1024 * 1024
+# The endpoint's documented nesting limit (arrays and objects count one level each).
+MAX_DEPTH = 512
 # The JSON-RPC 2.0 codes, spelled out here rather than imported from the code under test.
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -125,12 +130,74 @@ requests = st.fixed_dictionaries(
     },
     optional={"params": task_params | json_values},
 )
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    """A JSON value nested ``depth`` levels deep: arrays, objects, or both alternating."""
+    if kind == "array":
+        return b"[" * depth + b'"x"' + b"]" * depth
+    if kind == "object":
+        return b'{"a":' * depth + b"1" + b"}" * depth
+    pairs, odd = divmod(depth, 2)
+    opened = b'[{"a":' * pairs + b"[" * odd
+    return opened + b"null" + b"]" * odd + b"}]" * pairs
+
+
+def _deep_body(depth: int, kind: str, shape: str, method: str, task: bool) -> bytes:
+    """A body whose nesting is ``depth`` levels (plus the envelope, for ``request``)."""
+    value = _nested(depth, kind)
+    if shape == "bare":
+        return value
+    if shape == "unclosed":
+        return value[: len(value) // 2]
+    params = b'{"name":"echo","arguments":{"text":' + value + b"}"
+    params += b',"task":{"ttl":60000}}' if task else b"}"
+    return b'{"jsonrpc":"2.0","id":7,"method":"' + method.encode() + b'","params":' + params + b"}"
+
+
+#: Deeply nested documents: bare, unclosed, or inside a request's arguments; depths anywhere up
+#: to 100,000 levels, with many around the limit.
+deep_bodies = st.builds(
+    _deep_body,
+    depth=st.integers(0, 100_000) | st.integers(MAX_DEPTH - 6, MAX_DEPTH + 3) | st.integers(0, 40),
+    kind=st.sampled_from(["array", "object", "mixed"]),
+    shape=st.sampled_from(["bare", "unclosed", "request", "request"]),
+    method=st.sampled_from(["tools/call", "tools/call", "tasks/get", "ping", "initialize"]),
+    task=st.booleans(),
+)
 bodies = (
     st.binary(max_size=200)
     | messages.map(msgspec.json.encode)
     | requests.map(msgspec.json.encode)
     | st.lists(messages, max_size=3).map(msgspec.json.encode)
     | json_values.map(msgspec.json.encode)
+    | deep_bodies
+)
+#: Accept headers a client may send, acceptable or not.
+ACCEPTS = [
+    "",
+    " ",
+    "*/*",
+    "application/*",
+    "application/json",
+    "text/event-stream",
+    "text/*",
+    "text/html",
+    "application/xml, text/plain",
+    "application/json;q=0",
+    "application/json;q=0, */*;q=0.1",
+    "*/*;q=0",
+    "text/event-stream;q=0.5, application/json;q=0",
+    "Application/JSON;Q=0.001",
+    "application/json;q=2",
+    "application/json;q=0.0001, text/*;q=0",
+    "application/json, text/event-stream;q=0",
+    "*/json",
+]
+header_values = (
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+    | st.sampled_from(ACCEPTS)
+    | st.integers(-1, 2 * MAX_BODY_BYTES).map(str)
 )
 
 
@@ -325,9 +392,60 @@ def _expect_modern(message: dict[str, Any], headers: Mapping[str, str]) -> Expec
     return _modern_error(METHOD_NOT_FOUND, reply_id)
 
 
+_MEDIA_RANGE = re.compile(r"[^\s/]+/[^\s/]+")
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def accept_weights(accept: str) -> dict[str, float]:
+    """Media range -> its highest weight, for the well-formed ranges of an Accept header
+    (``type/subtype``, ``type/*`` or ``*/*``; a malformed ``q`` drops the range)."""
+    weights: dict[str, float] = {}
+    for element in accept.split(","):
+        media, *parameters = (part.strip() for part in element.split(";"))
+        media = media.lower()
+        if not _MEDIA_RANGE.fullmatch(media) or (media.startswith("*/") and media != "*/*"):
+            continue
+        weight: float | None = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                weight = float(value.strip()) if _QVALUE.fullmatch(value.strip()) else None
+                if weight is None:
+                    break
+        if weight is not None:
+            weights[media] = max(weight, weights.get(media, 0.0))
+    return weights
+
+
+def accept_admits(accept: str, media: str) -> bool:
+    """RFC 9110: the most specific ranges matching ``media`` decide; a weight of 0 refuses."""
+    weights = accept_weights(accept)
+    for candidate in (media, media.split("/")[0] + "/*", "*/*"):
+        if candidate in weights:
+            return weights[candidate] > 0
+    return False
+
+
+def json_depth(value: object) -> int:
+    """How deep ``value`` nests arrays and objects (``[]`` is 1, a scalar 0)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) -> Expected:
     """What a POST of ``body`` with ``headers`` must get, ``live_session`` being the only
     session id the app knows of."""
+    accept = headers.get("Accept", "application/json, text/event-stream")
+    if accept.strip() and not (
+        accept_admits(accept, "application/json") or accept_admits(accept, "text/event-stream")
+    ):
+        return _error(INVALID_REQUEST, status=406)
     raw_length = headers.get("Content-Length", str(len(body)))
     if raw_length.strip():
         try:
@@ -344,7 +462,10 @@ def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) ->
     version_header = headers.get("MCP-Protocol-Version")
     try:
         message = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        unparsed = json_depth(message) > MAX_DEPTH
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: far deeper than the limit
+        unparsed = True
+    if unparsed:  # not JSON, or nested deeper than the limit
         if _is_modern(None, version_header):
             return _modern_error(PARSE_ERROR)
         return _error(PARSE_ERROR)
@@ -364,12 +485,11 @@ def expect(body: bytes, headers: Mapping[str, str], live_session: str | None) ->
     version = headers.get("MCP-Protocol-Version")
     if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
         return _error(INVALID_REQUEST, status=400)
-    accept = headers.get("Accept", "application/json, text/event-stream")
     params = message.get("params")
     if (
         message.get("method") == "tasks/result"
         and reply_id is not None
-        and "text/event-stream" in accept
+        and accept_weights(accept).get("text/event-stream", 0) > 0  # named, not a wildcard
         and (params is None or isinstance(params, dict))
     ):
         # The streaming tasks/result path answers -32602 for these unknown tasks even when
@@ -443,15 +563,15 @@ def test_fuzzed_bodies_with_a_session_get_the_answer_of_their_class(
     body=bodies,
     headers=st.dictionaries(
         st.sampled_from(["Mcp-Session-Id", "MCP-Protocol-Version", "Accept", "Content-Length"]),
-        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+        header_values,
         max_size=3,
     ),
 )
 def test_fuzzed_bodies_and_headers_get_the_answer_of_their_class(
     fuzz_app: tuple[McpWsgiApp, str], body: bytes, headers: dict[str, str]
 ) -> None:
-    """Fuzzed bodies with fuzzed transport headers get the status (400, 404, 413, ...) and
-    JSON-RPC error their input class calls for, never a 500; the app keeps working."""
+    """Fuzzed bodies with fuzzed transport headers get the status (400, 404, 406, 413, ...)
+    and JSON-RPC error their input class calls for, never a 500; the app keeps working."""
     app, session = fuzz_app
     reply = call_app(app, body=body, headers=headers)
     check(reply, expect(body, headers, None))

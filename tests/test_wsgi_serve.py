@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -115,6 +117,74 @@ def test_serve_prints_the_url_serves_and_stops_cleanly(
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert out == ""  # exactly one line was printed
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends on ``sock`` until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_serve_applies_its_read_timeout_and_connection_cap_options() -> None:
+    """serve --read-timeout 1 --max-connections 1: while a stalled connection is open, another
+    gets 503 (JSON-RPC); the stalled one gets 408 (JSON-RPC) within about a second; then
+    requests are served again."""
+    proc = start("--port", "0", "--read-timeout", "1", "--max-connections", "1")
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+            stalled.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            opened = time.monotonic()
+            time.sleep(0.3)  # the server accepts it and starts reading
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                extra.sendall(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                refused = read_to_end(extra)
+            timed_out = read_to_end(stalled)
+            waited = time.monotonic() - opened
+        assert refused.startswith(b"HTTP/1.0 503 ") and b"Retry-After: 1\r\n" in refused
+        assert json.loads(refused.partition(b"\r\n\r\n")[2])["error"]["code"] == -32000
+        assert timed_out.startswith(b"HTTP/1.0 408 ")
+        assert json.loads(timed_out.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
+        assert 0.9 < waited < 3.0, waited
+        # Served again once the server has let go of the stalled connection: the app itself
+        # answers (an unknown session is its 404).
+        codes = []
+        while not codes or (codes[-1] == 503 and len(codes) < 40):
+            with pytest.raises(urllib.error.HTTPError) as refused_or_unknown:
+                post(url, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, session="nope")
+            codes.append(refused_or_unknown.value.code)
+            refused_or_unknown.value.close()
+            time.sleep(0.05)
+        assert codes[-1] == 404, codes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+
+
+def test_serve_refuses_limits_that_are_not_positive() -> None:
+    """serve exits 2 with a usage error for a read timeout or connection cap of 0."""
+    for option in ("--read-timeout", "--max-connections"):
+        proc = start("--port", "0", option, "0")
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (2, "")
+        assert f"argument {option}: must be positive: 0" in err
+
+
+def test_serve_help_states_the_server_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """serve --help gives the bundled server's actual default read timeout and cap."""
+    from taskstore.cli import main
+    from taskstore.http.serve import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"request (default {DEFAULT_READ_TIMEOUT_S:g})" in text
+    assert f"get 503 (default {DEFAULT_MAX_CONNECTIONS})" in text
 
 
 def test_serve_reports_a_busy_port() -> None:

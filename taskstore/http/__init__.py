@@ -10,7 +10,11 @@ from __future__ import annotations
 from taskstore.errors import AuthenticationError
 from taskstore.http.app import McpWsgiApp
 from taskstore.http.auth import Authenticator, OriginPolicy, bearer_authenticator, is_loopback_host
+from taskstore.http.limits import MAX_JSON_DEPTH
+from taskstore.http.responses import SERVER_BUSY
 from taskstore.http.serve import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT_S,
     ThreadingWSGIServer,
     ThreadingWSGIServerV6,
     endpoint_url,
@@ -19,6 +23,10 @@ from taskstore.http.serve import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_READ_TIMEOUT_S",
+    "MAX_JSON_DEPTH",
+    "SERVER_BUSY",
     "AuthenticationError",
     "Authenticator",
     "McpWsgiApp",

@@ -8,14 +8,19 @@
 
 What official MCP clients need (DESIGN §9), and what this endpoint does:
 
-- ``POST`` one JSON-RPC message (``Content-Type: application/json``); requests are answered
-  with ``application/json``; JSON-RPC errors travel with HTTP 200 (a non-2xx reads as a
-  transport failure and loses the code); notifications and responses get 202 with no body.
-  ``tasks/result`` of an unfinished task switches to ``text/event-stream`` when the client
-  accepts it and the answer cannot come at once: the stream carries the task's input requests
-  (``elicitation/create``) and keep-alive comments, then the response.
+- ``POST`` one JSON-RPC message (``Content-Type: application/json``; an ``Accept`` header,
+  when present, must admit ``application/json`` or ``text/event-stream``, else 406); requests
+  are answered with ``application/json``; JSON-RPC errors travel with HTTP 200 (a non-2xx
+  reads as a transport failure and loses the code); notifications and responses get 202 with
+  no body. ``tasks/result`` of an unfinished task switches to ``text/event-stream`` when the
+  client's ``Accept`` names it and the answer cannot come at once: the stream carries the
+  task's input requests (``elicitation/create``) and keep-alive comments, then the response.
 - ``initialize`` creates a session: the response carries ``Mcp-Session-Id``; every later
   request needs it (missing → 400, unknown or deleted → 404). ``DELETE`` ends the session.
+  When the session table is full, an idle session is evicted to make room, never one whose
+  unfinished tasks would become unreachable (:class:`~taskstore.mcp.sessions.SessionManager`);
+  when none may go, ``initialize`` gets HTTP 503 with ``Retry-After`` and a JSON-RPC error
+  (code -32000).
 - ``GET`` with a session opens its SSE stream of ``notifications/tasks/status`` (and progress);
   one stream per session (a second → 409); without a session → 400.
 - Protocol versions ``2025-11-25``, ``2025-06-18``, ``2025-03-26``, ``2024-11-05``; an
@@ -25,8 +30,10 @@ What official MCP clients need (DESIGN §9), and what this endpoint does:
   is neither its own nor allowed.
 - ``authenticate(environ) -> AuthContext | None``: the subject (or client id) owns the tasks;
   unauthenticated sessions own theirs by session id.
-- Malformed JSON → -32700; wrong shapes → -32600/-32602; unknown methods → -32601; bodies over
-  ``max_body_bytes`` → 413; batch arrays → -32600. Nothing produces HTTP 500 or a traceback.
+- Malformed JSON, or JSON nested deeper than ``max_json_depth`` (512) levels → -32700; wrong
+  shapes → -32600/-32602; unknown methods → -32601; bodies over ``max_body_bytes`` → 413; a
+  body that stops arriving (the server's read timeout) → 408; batch arrays → -32600. Nothing
+  produces HTTP 500 or a traceback.
 
 The app resolves each request once (its era with :func:`taskstore.mcp.era.era_of`, its caller
 from authentication and session) into a :class:`~taskstore.mcp.request.RequestContext`, hands
@@ -39,18 +46,21 @@ from __future__ import annotations
 import logging
 import queue
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from taskstore.aliases import JsonDict
 from taskstore.errors import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, AuthenticationError
+from taskstore.http.accept import Accept
 from taskstore.http.auth import Authenticator, OriginPolicy
+from taskstore.http.limits import MAX_JSON_DEPTH, json_depth_exceeds
 from taskstore.http.responses import (
     JSON,
     KEEPALIVE,
     SSE,
     Response,
+    busy_error,
     http_error,
     json_response,
     sse_event,
@@ -73,6 +83,19 @@ _log = logging.getLogger("taskstore.wsgi")
 
 _SESSION_HEADER = "Mcp-Session-Id"
 _BEARER = [("WWW-Authenticate", "Bearer")]
+#: Methods that never create a task. Any other request of an unauthenticated session makes it
+#: a task holder, which admission evicts only after asking the store (new methods stay safe).
+_TASK_FREE_METHODS = frozenset(
+    {
+        "ping",
+        "tools/list",
+        "prompts/list",
+        "tasks/get",
+        "tasks/list",
+        "tasks/result",
+        "tasks/cancel",
+    }
+)
 
 
 class McpWsgiApp:
@@ -88,10 +111,15 @@ class McpWsgiApp:
     :param allowed_origins: further ``Origin`` values to accept (e.g. a web client's).
     :param path: the endpoint path (``None``: answer on any path).
     :param max_body_bytes: larger POST bodies get 413.
+    :param max_json_depth: POST bodies nesting arrays and objects deeper than this get a parse
+        error (-32700); at most about 900 on Python < 3.12, whose decoder shares the
+        interpreter's recursion limit.
     :param keepalive_s: seconds of silence after which streams send a keep-alive comment (also
         how fast a vanished client is noticed; keep it below clients' read timeouts).
     :param session_idle_timeout_s: idle sessions expire after this long.
-    :param max_sessions: live sessions kept at most.
+    :param max_sessions: live sessions kept at most (see
+        :class:`~taskstore.mcp.sessions.SessionManager` for who is evicted to admit a new one,
+        and when ``initialize`` gets 503 instead).
     """
 
     def __init__(
@@ -104,6 +132,7 @@ class McpWsgiApp:
         allowed_origins: Iterable[str] = (),
         path: str | None = "/mcp",
         max_body_bytes: int = 4 * 1024 * 1024,
+        max_json_depth: int = MAX_JSON_DEPTH,
         keepalive_s: float = 15.0,
         session_idle_timeout_s: float = 3600.0,
         max_sessions: int = 10_000,
@@ -114,9 +143,10 @@ class McpWsgiApp:
         self.origins = OriginPolicy(loopback_only=loopback_only, allowed_origins=allowed_origins)
         self.path = path
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
         self.keepalive_s = keepalive_s
         self.sessions = SessionManager(
-            idle_timeout_s=session_idle_timeout_s, max_sessions=max_sessions
+            idle_timeout_s=session_idle_timeout_s, max_sessions=max_sessions, store=server.store
         )
 
     @property
@@ -217,11 +247,12 @@ class McpWsgiApp:
                     INVALID_REQUEST,
                     f"Request body too large (limit {self.max_body_bytes} bytes)",
                 )
-            body: bytes = stream.read(length) if length else b""
-            return body
+            return _read(stream, length) if length else b""
         if environ.get("wsgi.input_terminated"):
             # Chunked upload through a server that de-chunks (gunicorn, waitress).
-            body = stream.read(self.max_body_bytes + 1)
+            body = _read(stream, self.max_body_bytes + 1)
+            if isinstance(body, Response):
+                return body
             if len(body) > self.max_body_bytes:
                 return http_error(
                     413,
@@ -234,6 +265,13 @@ class McpWsgiApp:
     # -- POST ----------------------------------------------------------------------------
 
     def _post(self, environ: WSGIEnvironment) -> Response:
+        accept = Accept(environ.get("HTTP_ACCEPT"))
+        if not (accept.admits(JSON) or accept.admits(SSE)):
+            return http_error(
+                406,
+                INVALID_REQUEST,
+                "Not Acceptable: Accept must admit application/json or text/event-stream",
+            )
         content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         # Requiring JSON also stops browsers' CORS-free "simple" cross-site POSTs.
         if content_type != JSON and not content_type.endswith("+json"):
@@ -246,11 +284,11 @@ class McpWsgiApp:
             return auth
         protocol_header = environ.get("HTTP_MCP_PROTOCOL_VERSION")
         try:
-            message = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+            message = self._decode(body)
+        except _NotJson as exc:
             return self._reply(
                 era_of(None, protocol_header),
-                error_response(None, {"code": PARSE_ERROR, "message": "Parse error"}),
+                error_response(None, {"code": PARSE_ERROR, "message": str(exc)}),
             )
         era = era_of(message, protocol_header)
         if not isinstance(message, dict):
@@ -269,14 +307,36 @@ class McpWsgiApp:
         found = self._session_context(environ, auth)
         if isinstance(found, Response):
             return found
-        _session, ctx = found
-        stream = SSE in environ.get("HTTP_ACCEPT", "")
-        reply = self.server.handle(message, ctx, stream=stream, keepalive_s=self.keepalive_s)
+        session, ctx = found
+        method = message.get("method")
+        creates = "id" in message and isinstance(method, str) and method not in _TASK_FREE_METHODS
+        with self.sessions.request(session, may_create_tasks=creates) as live:
+            if not live:  # evicted or deleted since it was looked up
+                return http_error(404, INVALID_REQUEST, "Session not found")
+            reply = self.server.handle(
+                message, ctx, stream=accept.names(SSE), keepalive_s=self.keepalive_s
+            )
         if reply is None:
             return Response(202)
         if isinstance(reply, dict):
             return json_response(200, reply)
         return sse_stream(reply)
+
+    def _decode(self, body: bytes) -> object:
+        """The decoded body.
+
+        :raises _NotJson: with the parse error's message.
+        """
+        if json_depth_exceeds(body, self.max_json_depth):
+            raise _NotJson(f"Parse error: nested deeper than {self.max_json_depth} levels")
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise _NotJson("Parse error") from None
+        except RecursionError:
+            # Only with a max_json_depth close to the interpreter's limit: still a refusal,
+            # never a traceback.
+            raise _NotJson("Parse error: nested too deeply for this server") from None
 
     def _stateless(
         self, environ: WSGIEnvironment, message: JsonDict, auth: AuthContext | None, era: Era
@@ -305,7 +365,12 @@ class McpWsgiApp:
         if reply is None or "result" not in reply:
             return json_response(200, reply or {})
         session.protocol_version = str(reply["result"].get("protocolVersion", ""))
-        self.sessions.add(session)
+        if not self.sessions.add(session):
+            return busy_error(
+                reply.get("id"),
+                "Server busy: every session holds unfinished tasks; retry later",
+                self.sessions.retry_after_s,
+            )
         return json_response(200, reply, headers=[(_SESSION_HEADER, session_id)])
 
     # -- GET / DELETE --------------------------------------------------------------------
@@ -326,7 +391,7 @@ class McpWsgiApp:
         if isinstance(found, Response):
             return found
         session, ctx = found
-        if SSE not in environ.get("HTTP_ACCEPT", ""):
+        if not Accept(environ.get("HTTP_ACCEPT", "")).names(SSE):
             return http_error(
                 406, INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"
             )
@@ -356,7 +421,7 @@ class McpWsgiApp:
                 try:
                     message = stream.get(timeout=self.keepalive_s)
                 except queue.Empty:
-                    session.touch()
+                    self.sessions.touch(session)
                     yield KEEPALIVE
                     continue
                 if message is CLOSE:
@@ -386,6 +451,23 @@ _ROUTING_HEADERS = {
 def _routing_headers(environ: WSGIEnvironment) -> dict[str, str]:
     """The request's routing headers, by lower-case name (only those it carries)."""
     return {name: environ[key] for key, name in _ROUTING_HEADERS.items() if key in environ}
+
+
+class _NotJson(Exception):
+    """The body is not a JSON document the endpoint accepts (the message says why)."""
+
+
+def _read(stream: Any, size: int) -> bytes | Response:
+    """Up to ``size`` bytes of the body; a 408 when the server's read timeout cut it short."""
+    try:
+        body: bytes = stream.read(size)
+    except TimeoutError:
+        _log.debug("request body timed out")
+        return http_error(408, INVALID_REQUEST, "Request Timeout: the body stopped arriving")
+    except OSError as exc:  # the client went away mid-body: nobody reads the answer
+        _log.debug("request body unreadable: %s", exc)
+        return http_error(400, INVALID_REQUEST, "Bad Request: the body could not be read")
+    return body
 
 
 def _no_session_stream() -> Response:

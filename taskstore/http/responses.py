@@ -7,15 +7,17 @@ from typing import Any
 
 import msgspec
 
-from taskstore.aliases import JsonDict
+from taskstore.aliases import JsonDict, RequestId
 from taskstore.mcp.jsonrpc import error_response
 
 __all__ = [
     "JSON",
     "KEEPALIVE",
     "REASONS",
+    "SERVER_BUSY",
     "SSE",
     "Response",
+    "busy_error",
     "http_error",
     "json_response",
     "sse_event",
@@ -27,6 +29,11 @@ SSE = "text/event-stream"
 KEEPALIVE = b": keepalive\n\n"
 _encoder = msgspec.json.Encoder()
 
+#: JSON-RPC error code (implementation-defined range) of "the server is at capacity, retry
+#: later": sent with HTTP 503 and ``Retry-After`` when the session table or the bundled
+#: server's connections are full.
+SERVER_BUSY = -32000
+
 #: Reason phrases of the statuses the endpoint answers with.
 REASONS = {
     200: "OK",
@@ -37,9 +44,13 @@ REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
 }
 
 
@@ -79,6 +90,16 @@ def http_error(status: int, code: int, text: str, **kwargs: Any) -> Response:
     """A transport-level refusal. It still carries a JSON-RPC error (without id), as the spec
     allows, so every non-202 body a client sees is JSON-RPC."""
     return json_response(status, error_response(None, {"code": code, "message": text}), **kwargs)
+
+
+def busy_error(request_id: RequestId | None, text: str, retry_after_s: int) -> Response:
+    """HTTP 503 with ``Retry-After`` and a JSON-RPC :data:`SERVER_BUSY` error (echoing the
+    request's id, when there is one)."""
+    return json_response(
+        503,
+        error_response(request_id, {"code": SERVER_BUSY, "message": text}),
+        headers=[("Retry-After", str(retry_after_s))],
+    )
 
 
 def sse_event(message: JsonDict) -> bytes:
