@@ -4,69 +4,30 @@ pure record transforms of :mod:`taskstore.input_requests`."""
 from __future__ import annotations
 
 import builtins
-import contextlib
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 
-from taskstore.backends.base import RecordKey, StorageBackend
+from taskstore._store_core import OUTAGE_FIRST_PAUSE_S, Change, StoreCore, pause_for_outage
 from taskstore.clock import format_timestamp
 from taskstore.errors import BackendError, InvalidParamsError
 from taskstore.input_requests import with_answers, with_requests, without_answers
-from taskstore.record import Outcome, TaskRecord
+from taskstore.record import TaskRecord
 
-__all__ = ["OUTAGE_FIRST_PAUSE_S", "Change", "InputRequestsMixin", "pause_for_outage"]
-
-#: The first pause of a wait that finds the storage unreachable; it doubles up to 1 s.
-OUTAGE_FIRST_PAUSE_S = 0.05
-_OUTAGE_MAX_PAUSE_S = 1.0
-
-
-def pause_for_outage(pause: float, remaining: float | None) -> float:
-    """Sleep about ``pause`` seconds (at most ``remaining``) before a waiter asks unreachable
-    storage again; return the next pause. Jittered, so many waiters do not hit a recovering
-    server in lockstep."""
-    slept = random.uniform(pause / 2, pause)
-    time.sleep(slept if remaining is None else max(0.0, min(slept, remaining)))
-    return min(pause * 2, _OUTAGE_MAX_PAUSE_S)
-
-
-class Change(NamedTuple):
-    """One mutation a :class:`~taskstore.store.TaskStore` writes with compare-and-set."""
-
-    record: TaskRecord
-    outcome: Outcome | None = None
-    status_changed: bool = False
-    #: Publish an event even without a status change (the task's input requests changed).
-    notify: bool = False
-
+__all__ = ["InputRequestsMixin"]
 
 def _stamped(record: TaskRecord, now: int) -> TaskRecord:
     task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
     return msgspec.structs.replace(record, task=task)
 
 
-class InputRequestsMixin:
+class InputRequestsMixin(StoreCore):
     """Requests for client input kept in the task record (DESIGN §9c)."""
 
-    backend: StorageBackend
-
-    def _mutate(
-        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], Change | None]
-    ) -> TaskRecord:
-        raise NotImplementedError  # pragma: no cover - TaskStore implements it
-
-    def _key(self, task_id: object, owner: object) -> RecordKey:
-        raise NotImplementedError  # pragma: no cover - TaskStore implements it
-
-    def _operation(self, cap: float | None = None) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError  # pragma: no cover - TaskStore implements it
-
     def _message(self, message: object, *, cut: bool = False) -> str | None:
-        raise NotImplementedError  # pragma: no cover - TaskStore implements it
+        raise NotImplementedError  # pragma: no cover - StoreChecks implements it
 
     def request_input(
         self,

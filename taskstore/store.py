@@ -15,28 +15,25 @@ reply was lost), and :meth:`TaskStore.wait` rides out outages until its own time
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
-from taskstore._keys import decode_cursor, encode_cursor, is_key_text, key_text, printable
+from taskstore._keys import decode_cursor, encode_cursor, is_key_text
 from taskstore._keys import new_task_id as _new_task_id
-from taskstore._store_inputs import OUTAGE_FIRST_PAUSE_S, InputRequestsMixin, pause_for_outage
-from taskstore._store_inputs import Change as _Change
+from taskstore._store_checks import RESULT_MAX_DEPTH as _RESULT_MAX_DEPTH
+from taskstore._store_checks import StoreChecks
+from taskstore._store_core import Change as _Change
+from taskstore._store_inputs import InputRequestsMixin
+from taskstore._store_waits import WaitingMixin
 from taskstore.backends.base import (
     ListPosition,
-    RecordKey,
     StorageBackend,
-    VersionedRecord,
-    retrying_until,
 )
 from taskstore.clock import Clock, SystemClock, format_timestamp
-from taskstore.config import MAX_EXPIRES_AT_MS, StoreConfig
+from taskstore.config import StoreConfig
 from taskstore.errors import (
     AnonymousAccessError,
     BackendError,
@@ -46,12 +43,10 @@ from taskstore.errors import (
     InvalidTransitionError,
     NotReadyError,
     RecordNotFound,
-    ResultTooLargeError,
     TaskCancelledError,
-    TaskNotFoundError,
     VersionConflict,
 )
-from taskstore.events import RecordCallback, StatusCallback, StatusEvents, encode_event
+from taskstore.events import RecordCallback, StatusCallback, StatusEvents
 from taskstore.record import (
     Outcome,
     TaskRecord,
@@ -72,11 +67,8 @@ __all__ = ["RecordCallback", "StatusCallback", "TaskPage", "TaskStore"]
 _log = logging.getLogger("taskstore.store")
 
 
-# Results may legitimately be deep; the cap only keeps a hostile value from exhausting the stack.
-_RESULT_MAX_DEPTH = 256
 _MIN_BACKOFF_S = 0.001
 _MAX_BACKOFF_S = 0.1
-_MAX_WAIT_SLICE_S = 30.0
 
 
 class TaskPage(NamedTuple):
@@ -86,13 +78,9 @@ class TaskPage(NamedTuple):
     next_cursor: str | None
 
 
-_OUTCOME_OVERHEAD = {
-    "result": len(encode_outcome(Outcome.of_result(0))) - 1,
-    "error": len(encode_outcome(Outcome(kind="error", error={}))) - 2,
-}
 
 
-class TaskStore(InputRequestsMixin):
+class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin):
     """Owner-scoped MCP tasks over a :class:`~taskstore.backends.base.StorageBackend`.
 
     Thread-safe: one store may be shared by every thread of a process, and several processes
@@ -261,93 +249,6 @@ class TaskStore(InputRequestsMixin):
                 {"code": -32603, "message": record.task.status_message or "Task failed"}
             )
         return decode_outcome(stored.outcome)
-
-    def wait(self, task_id: str, owner: str, timeout: float | None = None) -> TaskRecord:
-        """Block until the task is terminal and return it (without its outcome).
-
-        Wakes as soon as the backend reports a change (a condition variable in memory, pub/sub
-        on Redis) and re-reads every time, so no wake-up is lost; backends without
-        notifications are polled at the task's ``pollInterval``, backing off.
-
-        Storage outages do not end the wait: a read or subscription that fails transiently is
-        tried again (jittered backoff up to 1 s) until ``timeout``, independently of
-        ``retry_deadline_ms``; each try is itself bounded by the time left.
-
-        :param timeout: seconds to wait at most; ``None`` waits as long as the task lives.
-        :raises TimeoutError: still not terminal after ``timeout`` seconds (chained to the
-            last ``BackendError`` when the storage was down at the end).
-        :raises TaskNotFoundError: unknown, expired (also while waiting) or foreign task.
-        :raises BackendError: a fault retrying cannot cure; or, with ``timeout=None``, the
-            storage was unreachable before the task was first read and for the whole
-            ``retry_deadline_ms`` (nothing tells how long the task lives yet).
-        """
-        key = self._key(task_id, owner)
-        started = time.monotonic()
-        deadline = None if timeout is None else started + max(0.0, timeout)
-        record: TaskRecord | None = None
-        slice_s: float | None = None
-        wait_s = 0.0
-        pause = OUTAGE_FIRST_PAUSE_S
-        while True:
-            try:
-                with self._operation(deadline):
-                    if record is not None and wait_s > 0:
-                        self.backend.wait_for_change(key, record.version, wait_s)
-                    wait_s = 0.0
-                    record = self._read(key)[0]
-            except BackendError as exc:
-                if not exc.transient:
-                    raise
-                exc.task_id = task_id
-                wait_s = 0.0  # once the storage answers again, read before waiting
-                pause = self._ride_out(exc, task_id, record, deadline, started, timeout, pause)
-                continue
-            pause = OUTAGE_FIRST_PAUSE_S
-            if record.is_terminal:
-                return record
-            slice_s = (record.task.poll_interval or 1_000) / 1000 if slice_s is None else (
-                slice_s * 1.5
-            )
-            wait_s = min(slice_s, _MAX_WAIT_SLICE_S)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"Task {printable(task_id)} did not finish within {timeout} s"
-                    )
-                wait_s = min(wait_s, remaining)
-            if record.expires_at_ms is not None:
-                until_expiry = (record.expires_at_ms - self.clock.now_ms()) / 1000
-                wait_s = min(wait_s, max(until_expiry, 0.001))
-
-    def _ride_out(
-        self,
-        exc: BackendError,
-        task_id: str,
-        record: TaskRecord | None,
-        deadline: float | None,
-        started: float,
-        timeout: float | None,
-        pause: float,
-    ) -> float:
-        """Sleep before ``wait`` tries the unreachable storage again and return the next
-        pause, or end the wait: the caller's timeout passed, the task's known expiry passed,
-        or (no timeout, task never read) the retry deadline passed."""
-        expires_at_ms = None if record is None else record.expires_at_ms
-        if expires_at_ms is not None and expires_at_ms <= self.clock.now_ms():
-            raise TaskNotFoundError(printable(task_id)) from None
-        limit = deadline
-        if limit is None and record is None:
-            limit = started + self.config.retry_deadline_ms / 1000
-        remaining = None if limit is None else limit - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            if deadline is None:
-                raise exc
-            raise TimeoutError(
-                f"Task {printable(task_id)} did not finish within {timeout} s "
-                "(the task storage was unreachable)"
-            ) from exc
-        return pause_for_outage(pause, remaining)
 
     def list(self, owner: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
         """Return one page of ``owner``'s live tasks, newest first (ties by task id).
@@ -596,124 +497,6 @@ class TaskStore(InputRequestsMixin):
 
     # -- internals -----------------------------------------------------------------------
 
-    def _operation(self, cap: float | None = None) -> contextlib.AbstractContextManager[None]:
-        """The retry deadline of one operation (``retry_deadline_ms`` from now, or ``cap`` if
-        that is sooner), handed to every backend call made inside the block."""
-        deadline = time.monotonic() + self.config.retry_deadline_ms / 1000
-        return retrying_until(deadline if cap is None else min(deadline, cap))
-
-    @staticmethod
-    def _check_owner(owner: object) -> str:
-        return key_text(owner, "owner")
-
-    def _key(self, task_id: object, owner: object) -> RecordKey:
-        """The record key of ``task_id``; text no key can hold (lone surrogates) names no
-        task, so it is refused as any unknown task is: TaskNotFoundError."""
-        if not isinstance(owner, str):
-            raise InvalidParamsError("owner must be a string")
-        if not isinstance(task_id, str):
-            raise InvalidParamsError("task id must be a string")
-        if not is_key_text(owner) or not is_key_text(task_id):
-            raise TaskNotFoundError(printable(task_id))
-        return (owner, task_id)
-
-    @staticmethod
-    def _check_text(value: object, cap: int, name: str, *, empty: bool = True) -> str:
-        """``value`` if it is text of at most ``cap`` UTF-8 bytes (non-empty unless
-        ``empty``), else InvalidParamsError."""
-        if not isinstance(value, str) or (not empty and not value):
-            raise InvalidParamsError(
-                f"{name} must be a {'' if empty else 'non-empty '}string"
-            )
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidParamsError(f"{name} must be valid Unicode (no lone surrogates)") from None
-        if size > cap:
-            raise InvalidParamsError(
-                f"{name} takes {size} bytes, over the limit of {cap} bytes",
-                data={"limit": cap, "size": size},
-            )
-        return value
-
-    def _message(self, message: object, *, cut: bool = False) -> str | None:
-        """A ``statusMessage`` checked against ``max_status_message_bytes``; with ``cut`` (a
-        message the store derived, e.g. from an error) cut to fit instead of refused."""
-        if message is None:
-            return None
-        cap = self.config.max_status_message_bytes
-        if cut and isinstance(message, str):
-            raw = message.encode("utf-8", "replace")
-            # errors="ignore" drops a multi-byte character the cut split in two.
-            message = raw[:cap].decode("utf-8", "ignore") if len(raw) > cap else (
-                raw.decode("utf-8")
-            )
-        return self._check_text(message, cap, "statusMessage")
-
-    @staticmethod
-    def _status(status: TaskStatus | str) -> TaskStatus:
-        try:
-            return TaskStatus(status)
-        except ValueError:
-            raise InvalidParamsError(f"Unknown task status: {status!r}") from None
-
-    def _resolve_ttl(self, ttl_ms: object, now: int) -> int | None:
-        if ttl_ms is None:
-            ttl = self.config.default_ttl_ms
-        else:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
-                raise InvalidParamsError(
-                    "ttl must be a non-negative integer number of milliseconds"
-                )
-            if ttl_ms < 0:
-                raise InvalidParamsError("ttl must not be negative")
-            ttl = max(ttl_ms, self.config.min_ttl_ms)
-            if self.config.max_ttl_ms is not None:
-                ttl = min(ttl, self.config.max_ttl_ms)
-        # One rule on every backend: no expiry past the latest every backend stores exactly.
-        if ttl is not None and now + ttl > MAX_EXPIRES_AT_MS:
-            raise InvalidParamsError(
-                f"ttl reaches past the latest expiry a task may have ({MAX_EXPIRES_AT_MS} ms "
-                "since the epoch, the end of year 9999)",
-                data={"maxExpiresAt": MAX_EXPIRES_AT_MS},
-            )
-        return ttl
-
-    def _checked_outcome(self, outcome: Outcome) -> Outcome:
-        value = outcome.result if outcome.kind == "result" else outcome.error
-        validate_json_value(
-            value,
-            max_depth=_RESULT_MAX_DEPTH,
-            max_string_bytes=self.result_max_bytes,
-            what="the result" if outcome.kind == "result" else "the error",
-        )
-        size = len(encode_outcome(outcome)) - _OUTCOME_OVERHEAD[outcome.kind]
-        if size > self.result_max_bytes:
-            raise ResultTooLargeError(
-                f"The result takes {size} bytes, over the limit of {self.result_max_bytes} bytes",
-                data={"limit": self.result_max_bytes, "size": size},
-            )
-        return outcome
-
-    @staticmethod
-    def _moved(
-        record: TaskRecord,
-        now: int,
-        status: TaskStatus,
-        message: str | None,
-        *,
-        outcome_kind: Any = None,
-    ) -> TaskRecord:
-        task = msgspec.structs.replace(
-            record.task,
-            status=status,
-            status_message=message,
-            last_updated_at=format_timestamp(now),
-        )
-        if outcome_kind is None:
-            return msgspec.structs.replace(record, task=task)
-        return msgspec.structs.replace(record, task=task, outcome_kind=outcome_kind)
-
     def _merged(self, record: TaskRecord, now: int, changes: Mapping[str, Any]) -> _Change:
         merged = merge_variables(
             record.variables,
@@ -724,29 +507,6 @@ class TaskStore(InputRequestsMixin):
         )
         task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
         return _Change(msgspec.structs.replace(record, task=task, variables=merged))
-
-    def _decode(self, data: bytes, version: int, owner: str, task_id: str) -> TaskRecord:
-        record = decode_record(data, version)
-        # Defence in depth: keys are injective, but never hand out another owner's record.
-        if record.owner != owner or record.task_id != task_id:
-            raise TaskNotFoundError(task_id)
-        return record
-
-    def _read(self, key: RecordKey) -> tuple[TaskRecord, int]:
-        now = self.clock.now_ms()
-        try:
-            stored = self.backend.get(key, now_ms=now)
-        except RecordNotFound:
-            raise TaskNotFoundError(key[1]) from None
-        return self._decode(stored.data, stored.version, key[0], key[1]), now
-
-    def _read_outcome(self, key: RecordKey) -> tuple[TaskRecord, VersionedRecord]:
-        """The record and the stored item with its outcome blob (one backend read)."""
-        try:
-            stored = self.backend.get(key, include_outcome=True, now_ms=self.clock.now_ms())
-        except RecordNotFound:
-            raise TaskNotFoundError(key[1]) from None
-        return self._decode(stored.data, stored.version, key[0], key[1]), stored
 
     def _finish(
         self,
@@ -791,57 +551,3 @@ class TaskStore(InputRequestsMixin):
         if stored.outcome is None or stored.outcome != encode_outcome(outcome):
             raise InvalidTransitionError(task_id, target.value, target.value)
         return msgspec.structs.replace(record, outcome=outcome)
-
-    def _mutate(
-        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], _Change | None]
-    ) -> TaskRecord:
-        key = self._key(task_id, owner)
-        try:
-            with self._operation():
-                return self._compare_and_set(key, apply)
-        except BackendError as exc:
-            exc.task_id = task_id
-            raise
-
-    def _compare_and_set(
-        self, key: RecordKey, apply: Callable[[TaskRecord, int], _Change | None]
-    ) -> TaskRecord:
-        """Read → ``apply`` → compare-and-set, again on every lost compare-and-set until the
-        conflict budget is spent."""
-        task_id = key[1]
-        deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
-        backoff = _MIN_BACKOFF_S
-        attempts = 0
-        while True:
-            attempts += 1
-            record, now = self._read(key)
-            change = apply(record, now)
-            if change is None:
-                return record
-            try:
-                version = self.backend.put_if_version(
-                    key,
-                    encode_record(change.record),
-                    record.version,
-                    outcome=None if change.outcome is None else encode_outcome(change.outcome),
-                    event=(
-                        encode_event(
-                            change.record,
-                            record.version + 1,
-                            status_changed=change.status_changed,
-                        )
-                        if change.status_changed or change.notify
-                        else None
-                    ),
-                    now_ms=now,
-                )
-            except VersionConflict as conflict:
-                if conflict.actual == 0:
-                    raise TaskNotFoundError(task_id) from None
-                if time.monotonic() >= deadline:
-                    raise ConflictError.of_task(task_id, attempts) from conflict
-                # Full jitter keeps racing writers from retrying in lockstep.
-                time.sleep(random.uniform(0, backoff))
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
-                continue
-            return msgspec.structs.replace(change.record, version=version, outcome=change.outcome)
