@@ -28,6 +28,7 @@ from support.dynamodb_support import REGION, DynamoDbLocal, fresh_table_name
 from taskstore import (
     InvalidParamsError,
     InvalidTransitionError,
+    ManualClock,
     QuotaExceededError,
     RecordNotFound,
     ResultTooLargeError,
@@ -549,3 +550,38 @@ def test_cli_create_table(dynamodb_local: DynamoDbLocal, aws_env: None, local_cl
     store = TaskStore(DynamoDbBackend(name, client=local_client))
     record = store.create(OWNER)
     assert store.get(record.task_id, OWNER).task_id == record.task_id
+
+
+def test_store_wait_polls_other_writers(backend: DynamoDbBackend, peers: Factory) -> None:
+    """Listeners and waiters hear only of writes through their own backend object; a store
+    waiting on a task finished through another object still returns, by polling at the 100 ms
+    poll interval (backing off): long before its 30 s timeout. (Here, not on moto: moto is not
+    thread-safe, and a read racing a write on another thread can crash inside it.)"""
+    import threading
+
+    first = backend
+    clock = ManualClock(T0)
+    # Two backend objects on one table, as two processes would have.
+    second_on_first = peers()
+    waiter = TaskStore(first, config=StoreConfig(poll_interval_ms=100), clock=clock)
+    writer = TaskStore(second_on_first, clock=clock)
+    heard: list[bytes] = []
+    remove = first.add_listener(heard.append)
+    record = waiter.create(OWNER)
+    timer = threading.Timer(0.2, lambda: writer.complete(record.task_id, OWNER, 1))
+    started = time.monotonic()
+    timer.start()
+    try:
+        done = waiter.wait(record.task_id, OWNER, timeout=30)
+    finally:
+        timer.join()
+    assert done.status.value == "completed"
+    # Returning at the timeout would re-read once more and succeed too: only a bound well
+    # below it shows the polling.
+    assert time.monotonic() - started < 10.0
+    assert heard == []  # the completion went through the other object
+    remove()
+    started = time.monotonic()  # nothing newer than what was read: a full timeout
+    first.wait_for_change((OWNER, record.task_id), done.version, 0.3)
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 10.0, f"{elapsed:.3f}s"
