@@ -1,16 +1,11 @@
-"""Input checks and record moves of :class:`~taskstore.store.TaskStore` (a mixin): text caps,
-status messages, TTLs, outcomes."""
+"""Input checks of :class:`~taskstore.store.TaskStore` (a mixin): text caps, status messages,
+TTLs, outcomes."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
-from taskstore.clock import format_timestamp
 from taskstore.config import MAX_EXPIRES_AT_MS, StoreConfig
 from taskstore.errors import InvalidParamsError, ResultTooLargeError
-from taskstore.record import Outcome, TaskRecord, encode_outcome, validate_json_value
+from taskstore.record import Outcome, encode_outcome, validate_json_value
 from taskstore.states import TaskStatus
 
 __all__ = ["RESULT_MAX_DEPTH", "StoreChecks"]
@@ -107,22 +102,3 @@ class StoreChecks:
                 data={"limit": self.result_max_bytes, "size": size},
             )
         return outcome
-
-    @staticmethod
-    def _moved(
-        record: TaskRecord,
-        now: int,
-        status: TaskStatus,
-        message: str | None,
-        *,
-        outcome_kind: Any = None,
-    ) -> TaskRecord:
-        task = msgspec.structs.replace(
-            record.task,
-            status=status,
-            status_message=message,
-            last_updated_at=format_timestamp(now),
-        )
-        if outcome_kind is None:
-            return msgspec.structs.replace(record, task=task)
-        return msgspec.structs.replace(record, task=task, outcome_kind=outcome_kind)

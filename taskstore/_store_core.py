@@ -8,13 +8,13 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
 from taskstore._keys import is_key_text, key_text, printable
 from taskstore.backends.base import RecordKey, StorageBackend, VersionedRecord, retrying_until
-from taskstore.clock import Clock
+from taskstore.clock import Clock, format_timestamp
 from taskstore.config import StoreConfig
 from taskstore.errors import (
     BackendError,
@@ -26,8 +26,9 @@ from taskstore.errors import (
 )
 from taskstore.events import encode_event
 from taskstore.record import Outcome, TaskRecord, decode_record, encode_outcome, encode_record
+from taskstore.states import TaskStatus
 
-__all__ = ["OUTAGE_FIRST_PAUSE_S", "Change", "StoreCore", "pause_for_outage"]
+__all__ = ["OUTAGE_FIRST_PAUSE_S", "Change", "StoreCore", "pause_for_outage", "stamped"]
 
 _MIN_BACKOFF_S = 0.001
 _MAX_BACKOFF_S = 0.1
@@ -44,6 +45,12 @@ def pause_for_outage(pause: float, remaining: float | None) -> float:
     slept = random.uniform(pause / 2, pause)
     time.sleep(slept if remaining is None else max(0.0, min(slept, remaining)))
     return min(pause * 2, _OUTAGE_MAX_PAUSE_S)
+
+
+def stamped(record: TaskRecord, now: int) -> TaskRecord:
+    """``record`` with ``lastUpdatedAt`` set to ``now`` and nothing else changed."""
+    task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
+    return msgspec.structs.replace(record, task=task)
 
 
 class Change(NamedTuple):
@@ -68,6 +75,27 @@ class StoreCore:
         that is sooner), handed to every backend call made inside the block."""
         deadline = time.monotonic() + self.config.retry_deadline_ms / 1000
         return retrying_until(deadline if cap is None else min(deadline, cap))
+
+    @staticmethod
+    def _moved(
+        record: TaskRecord,
+        now: int,
+        status: TaskStatus,
+        message: str | None,
+        *,
+        outcome_kind: Any = None,
+    ) -> TaskRecord:
+        """``record`` moved to ``status`` with ``message`` as its ``statusMessage`` at
+        ``now`` (and its outcome kind, when it gets an outcome); validity is the caller's."""
+        task = msgspec.structs.replace(
+            record.task,
+            status=status,
+            status_message=message,
+            last_updated_at=format_timestamp(now),
+        )
+        if outcome_kind is None:
+            return msgspec.structs.replace(record, task=task)
+        return msgspec.structs.replace(record, task=task, outcome_kind=outcome_kind)
 
     @staticmethod
     def _check_owner(owner: object) -> str:
@@ -108,28 +136,41 @@ class StoreCore:
         return self._decode(stored.data, stored.version, key[0], key[1]), stored
 
     def _mutate(
-        self, task_id: str, owner: str, apply: Callable[[TaskRecord, int], Change | None]
+        self,
+        task_id: str,
+        owner: str,
+        apply: Callable[[TaskRecord, int], Change | None],
+        *,
+        known: TaskRecord | None = None,
     ) -> TaskRecord:
         key = self._key(task_id, owner)
         try:
             with self._operation():
-                return self._compare_and_set(key, apply)
+                return self._compare_and_set(key, apply, known)
         except BackendError as exc:
             exc.task_id = task_id
             raise
 
     def _compare_and_set(
-        self, key: RecordKey, apply: Callable[[TaskRecord, int], Change | None]
+        self,
+        key: RecordKey,
+        apply: Callable[[TaskRecord, int], Change | None],
+        known: TaskRecord | None = None,
     ) -> TaskRecord:
         """Read → ``apply`` → compare-and-set, again on every lost compare-and-set until the
-        conflict budget is spent."""
+        conflict budget is spent. ``known``, a record of ``key`` the caller already read (a
+        listing or a scan), stands in for the first read: if it is out of date the
+        compare-and-set loses and the loop reads afresh."""
         task_id = key[1]
         deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
         backoff = _MIN_BACKOFF_S
         attempts = 0
         while True:
             attempts += 1
-            record, now = self._read(key)
+            if known is not None:
+                record, now, known = known, self.clock.now_ms(), None
+            else:
+                record, now = self._read(key)
             change = apply(record, now)
             if change is None:
                 return record

@@ -8,19 +8,18 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
-
-from taskstore._store_core import OUTAGE_FIRST_PAUSE_S, Change, StoreCore, pause_for_outage
-from taskstore.clock import format_timestamp
+from taskstore._store_core import (
+    OUTAGE_FIRST_PAUSE_S,
+    Change,
+    StoreCore,
+    pause_for_outage,
+    stamped,
+)
 from taskstore.errors import BackendError, InvalidParamsError
 from taskstore.input_requests import with_answers, with_requests, without_answers
 from taskstore.record import TaskRecord
 
 __all__ = ["InputRequestsMixin"]
-
-def _stamped(record: TaskRecord, now: int) -> TaskRecord:
-    task = msgspec.structs.replace(record.task, last_updated_at=format_timestamp(now))
-    return msgspec.structs.replace(record, task=task)
 
 
 class InputRequestsMixin(StoreCore):
@@ -50,7 +49,7 @@ class InputRequestsMixin(StoreCore):
         def apply(record: TaskRecord, now: int) -> Change:
             changed, new_keys, status_changed = with_requests(record, requests, message)
             keys[:] = new_keys
-            return Change(_stamped(changed, now), status_changed=status_changed, notify=True)
+            return Change(stamped(changed, now), status_changed=status_changed, notify=True)
 
         return self._mutate(task_id, owner, apply), keys
 
@@ -70,7 +69,7 @@ class InputRequestsMixin(StoreCore):
             if merged is None:
                 return None
             changed, status_changed = merged
-            return Change(_stamped(changed, now), status_changed=status_changed, notify=True)
+            return Change(stamped(changed, now), status_changed=status_changed, notify=True)
 
         return self._mutate(task_id, owner, apply)
 

@@ -164,7 +164,8 @@ class ResultTooLargeError(InvalidParamsError):
 
 class InvalidCursorError(TaskStoreError):
     """A ``tasks/list`` cursor is malformed, was issued to another owner, or points at a task
-    that no longer exists. The listing never silently restarts."""
+    that no longer exists; or a backend scan cursor is malformed. The listing never silently
+    restarts."""
 
     code = INVALID_PARAMS
 

@@ -11,6 +11,11 @@ then and recognises its own writes on a replay, so what reaches the caller is a 
 :class:`~taskstore.errors.BackendError` whose ``applied`` tells whether the write may have
 happened. Finishing a task again with the same outcome succeeds (the retry of a call whose
 reply was lost), and :meth:`TaskStore.wait` rides out outages until its own timeout.
+
+The store is assembled from parts: :mod:`taskstore._store_core` (keys, reads,
+compare-and-set), :mod:`taskstore._store_checks` (input checks), :mod:`taskstore._store_waits`
+(``wait``), :mod:`taskstore._store_inputs` (input requests) and
+:mod:`taskstore._store_stale` (``touch`` and ``fail_stale``, stale-task recovery).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from taskstore._store_checks import RESULT_MAX_DEPTH as _RESULT_MAX_DEPTH
 from taskstore._store_checks import StoreChecks
 from taskstore._store_core import Change as _Change
 from taskstore._store_inputs import InputRequestsMixin
+from taskstore._store_stale import StaleTasksMixin
 from taskstore._store_waits import WaitingMixin
 from taskstore.backends.base import (
     ListPosition,
@@ -80,7 +86,7 @@ class TaskPage(NamedTuple):
 
 
 
-class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin):
+class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
     """Owner-scoped MCP tasks over a :class:`~taskstore.backends.base.StorageBackend`.
 
     Thread-safe: one store may be shared by every thread of a process, and several processes

@@ -7,6 +7,7 @@ Layout (``P`` = prefix, ``B`` = the owner's bucket, ``O``/``T`` = owner and task
     P:{B}:i:O     zset: the owner's records, member id, score sort_ms (listing, quota)
     P:{B}:x:O     zset: the owner's expiring records, member id, score expires_at_ms (quota)
     P:{B}:due     zset: every expiring record of the bucket, member "O:id" (cleanup)
+    P:{B}:all     zset: every record of the bucket, score 0, member "O:id" (scan)
     P:events      pub/sub channel: events and wake-ups of every write that carries an event
 
 Why a bucket and not the owner in the hash tag: ``cleanup_expired`` must find expired records
@@ -17,6 +18,13 @@ the tag ``{bNNN}``, so each mutation keeps all indexes exact in one script call,
 probes the 1024 ``due`` indexes in one pipelined round trip (per cluster node) and then runs one
 script per bucket that holds expired records. 1024 tags spread load evenly over clusters of up to
 about a hundred primaries.
+
+Why ``all``: a scan across owners (``RedisBackend.scan``) needs an order that survives writes,
+failovers and resharding, which ``SCAN`` cursors (per node, duplicates allowed, page sizes a
+hint) do not give. Members of a zset with equal scores sort by their bytes, so each bucket's
+``all`` is a stable keyset order; a pass walks bucket after bucket, each in one slot. Like an
+owner's listing next to its expiry index, ``all`` holds what ``due`` holds plus the records
+that never expire, and follows the same native lifetime rules.
 
 The Lua scripts receive every key of the record they write through ``KEYS`` and every prefix
 through ``ARGV``, all built here. They derive keys only from zset members read inside the
@@ -50,6 +58,8 @@ class BucketKeys(NamedTuple):
     listings: str
     #: ``P:{B}:x:``: an owner's expiry key is this and the owner part.
     expiries: str
+    #: ``P:{B}:all``, the bucket's index of every record (scan).
+    all_records: str
 
 
 class RecordKeys(NamedTuple):
@@ -59,6 +69,7 @@ class RecordKeys(NamedTuple):
     listing: str
     expiry: str
     due: str
+    all_records: str
     #: ``P:{B}:r:O:``, the prefix of every record key of the owner.
     record_prefix: str
     #: ``O``, the encoded owner.
@@ -70,16 +81,20 @@ class RecordKeys(NamedTuple):
     wake: bytes
 
     @property
-    def writes(self) -> tuple[str, str, str, str]:
-        """``KEYS`` of every mutation script: record, listing, expiry and due."""
-        return (self.record, self.listing, self.expiry, self.due)
+    def writes(self) -> tuple[str, str, str, str, str]:
+        """``KEYS`` of every mutation script: record, listing, expiry, due and all."""
+        return (self.record, self.listing, self.expiry, self.due, self.all_records)
 
 
 def _bucket_keys(prefix: str, bucket: int) -> BucketKeys:
     # The hash tag {bNNN} is the only part of a key Redis Cluster hashes.
     base = f"{prefix}:{{b{bucket:03x}}}:"
     return BucketKeys(
-        due=base + "due", records=base + "r:", listings=base + "i:", expiries=base + "x:"
+        due=base + "due",
+        records=base + "r:",
+        listings=base + "i:",
+        expiries=base + "x:",
+        all_records=base + "all",
     )
 
 
@@ -119,7 +134,7 @@ class KeyLayout:
 
     @staticmethod
     def due_member(owner_part: str, member: bytes) -> bytes:
-        """A record's member in its bucket's ``due`` index."""
+        """A record's member in its bucket's ``due`` and ``all`` indexes."""
         return owner_part.encode("ascii") + b":" + member
 
     def owner_listing(self, owner: str) -> tuple[str, str]:
@@ -147,6 +162,7 @@ class KeyLayout:
             listing=self.owner_key(bucket.listings, owner_part),
             expiry=self.owner_key(bucket.expiries, owner_part),
             due=bucket.due,
+            all_records=bucket.all_records,
             record_prefix=records,
             owner=owner_part,
             member=key_bytes(key[1]),
@@ -161,6 +177,7 @@ assert KeyLayout("P").record(("o", "t:{1}")) == RecordKeys(
     listing="P:{b344}:i:o",
     expiry="P:{b344}:x:o",
     due="P:{b344}:due",
+    all_records="P:{b344}:all",
     record_prefix="P:{b344}:r:o:",
     owner="o",
     member=b"t:{1}",

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: The primitives, one file each under ``lua/``.
-SCRIPT_NAMES = ("create", "put", "put_if_version", "delete", "list", "cleanup")
+SCRIPT_NAMES = ("create", "put", "put_if_version", "delete", "list", "cleanup", "scan")
 #: The primitives that write (the others only read): a failed call of one of these may have
 #: been applied.
 _WRITES = frozenset({"create", "put", "put_if_version", "delete", "cleanup"})

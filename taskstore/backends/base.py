@@ -23,10 +23,16 @@ Rules every backend obeys (``taskstore.testing`` checks them all):
 - Expiries are ``None`` or integers from 0 to :data:`MAX_EXPIRES_AT_MS` (year 9999), and every
   backend stores every one of them exactly; others are refused with ``InvalidParamsError``
   (:func:`check_expiry`) before anything is sent.
+
+Optional capabilities are Protocols of their own, which a backend satisfies by having their
+methods (check with ``isinstance``): :class:`ScanningBackend`, a paginated pass over every
+owner's records (for stale-task recovery and operator views).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import contextvars
 import enum
@@ -34,13 +40,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, Protocol, runtime_checkable
-from urllib.parse import quote
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+from urllib.parse import quote, unquote_to_bytes
 
 import msgspec
 
 from taskstore.config import DEFAULT_RETRY_DEADLINE_MS, MAX_EXPIRES_AT_MS
-from taskstore.errors import InvalidParamsError, QuotaExceededError
+from taskstore.errors import InvalidCursorError, InvalidParamsError, QuotaExceededError
 
 __all__ = [
     "DEFAULT_RETRY_DEADLINE_MS",
@@ -51,10 +57,16 @@ __all__ = [
     "ListPosition",
     "Listeners",
     "RecordKey",
+    "ScanPage",
+    "ScanningBackend",
     "StorageBackend",
     "VersionedRecord",
     "check_expiry",
+    "check_scan_limit",
+    "decode_key_part",
+    "decode_scan_cursor",
     "encode_key_part",
+    "encode_scan_cursor",
     "key_bytes",
     "key_str",
     "now_ms",
@@ -70,6 +82,8 @@ RecordKey = tuple[str, str]
 EventListener = Callable[[bytes], None]
 
 _log = logging.getLogger("taskstore.backends")
+
+_T = TypeVar("_T")
 
 # The absolute time.monotonic() deadline of the backend calls made in this context; set by
 # the store around each of its operations. A context variable, not a backend attribute: two
@@ -207,7 +221,8 @@ class StorageBackend(Protocol):
 
     Backends are plain classes satisfying this Protocol; ``taskstore.testing`` is the executable
     form of the contract. Intended differences between backends are the declared attributes
-    below, never silent behaviour.
+    below, never silent behaviour; optional capabilities are Protocols of their own
+    (:class:`ScanningBackend`).
     """
 
     #: Largest variables map (compact JSON bytes) this backend can hold, or ``None`` for no
@@ -344,6 +359,58 @@ class StorageBackend(Protocol):
         ...
 
 
+class ScanPage(NamedTuple):
+    """One page of :meth:`ScanningBackend.scan`.
+
+    :ivar records: live records of any owners, in the backend's scan order (outcomes are
+        never transferred); at most the ``limit`` asked for, possibly fewer (even none) with
+        more to come.
+    :ivar next_cursor: where the next page starts; ``None`` once the pass is complete.
+    """
+
+    records: list[VersionedRecord]
+    next_cursor: str | None
+
+
+@runtime_checkable
+class ScanningBackend(Protocol):
+    """Optional capability: a paginated pass over the live records of *every* owner.
+
+    :meth:`~taskstore.TaskStore.fail_stale` without an owner needs it (and so does stale-task
+    recovery in the tool runner); a backend without it is refused there with
+    ``ConfigurationError``. ``taskstore.testing.BackendContract`` tests it on every backend
+    that has it and skips it, saying so, on one that does not.
+    """
+
+    def scan(
+        self, cursor: str | None = None, limit: int = 100, *, now_ms: int | None = None
+    ) -> ScanPage:
+        """Return one page of a pass over every owner's live records.
+
+        Start with ``cursor=None`` and pass each page's ``next_cursor`` to get the next one,
+        until it is ``None``. The order is the backend's own but stable: a record present for
+        the whole pass is returned exactly once (unless a :meth:`~StorageBackend.put` moves
+        its ``sort_ms`` meanwhile, which the store never does); one created or deleted during
+        the pass is returned at most once. A cursor is an opaque,
+        backend-defined *position*, not a record: it stays valid when records (its own
+        included) are written, deleted or expire meanwhile. Expired records are skipped.
+
+        Pages never hold more than ``limit`` records, but may hold fewer, even none, and
+        still carry a cursor (a backend bounds the work of one call: DynamoDB pages by the
+        items it read, not by those it returns). Memory use is bounded by the page, never by
+        the store; where the backend has no index across owners a pass reads the whole store
+        (said in the backend's docstring, with the cost of a page).
+
+        :param limit: the largest page, an integer of at least 1.
+        :param now_ms: the caller's clock (records expired at it are skipped).
+        :raises InvalidCursorError: ``cursor`` is not one this kind of backend issued
+            (malformed, or another backend's); never a silent restart.
+        :raises InvalidParamsError: ``limit`` is not a positive integer.
+        :raises BackendError: the storage failed.
+        """
+        ...
+
+
 def encode_key_part(text: str) -> str:
     """Encode an owner or task id for use inside a storage key, injectively: the one key
     encoding every backend uses.
@@ -356,6 +423,11 @@ def encode_key_part(text: str) -> str:
     ``InvalidParamsError`` before any backend call; a backend used directly may still get them.)
     """
     return quote(key_bytes(text), safe="")
+
+
+def decode_key_part(part: str) -> str:
+    """The owner or task id :func:`encode_key_part` made ``part`` from (its inverse)."""
+    return key_str(unquote_to_bytes(part))
 
 
 def key_bytes(text: str) -> bytes:
@@ -380,3 +452,42 @@ def quota_exceeded(max_live: int) -> QuotaExceededError:
     return QuotaExceededError(
         f"Task quota exceeded: at most {max_live} live tasks per owner", data={"limit": max_live}
     )
+
+
+def check_scan_limit(limit: object) -> int:
+    """``limit`` if it is a valid :meth:`ScanningBackend.scan` page size.
+
+    :raises InvalidParamsError: not an integer of at least 1 (booleans refused).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidParamsError(f"scan limit must be a positive integer, got {limit!r}")
+    return limit
+
+
+_cursor_encoder = msgspec.msgpack.Encoder()
+# Far more than any cursor a backend issues (a DynamoDB key is at most ~3 KB): anything longer
+# is refused before decoding.
+_MAX_CURSOR_CHARS = 8192
+
+
+def encode_scan_cursor(fields: tuple[Any, ...]) -> str:
+    """An opaque scan cursor carrying ``fields`` (a tuple of ints, strings and bytes, the
+    first being the backend's format tag): MessagePack in unpadded URL-safe base64."""
+    raw = _cursor_encoder.encode(fields)
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_scan_cursor(cursor: object, decoder: msgspec.msgpack.Decoder[_T]) -> _T:
+    """The fields of a cursor made by :func:`encode_scan_cursor`, typed by ``decoder`` (whose
+    type should open with a ``Literal`` format tag, so one backend's cursor is malformed for
+    another).
+
+    :raises InvalidCursorError: not a string, empty, too long, or not of ``decoder``'s type.
+    """
+    if not isinstance(cursor, str) or not cursor or len(cursor) > _MAX_CURSOR_CHARS:
+        raise InvalidCursorError("Invalid scan cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return decoder.decode(raw)
+    except (binascii.Error, ValueError, msgspec.ValidationError, msgspec.DecodeError):
+        raise InvalidCursorError("Invalid scan cursor") from None

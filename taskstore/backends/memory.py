@@ -5,6 +5,10 @@ insert of :meth:`InMemoryBackend.create` and a page of :meth:`InMemoryBackend.li
 take one lock. Each stripe keeps, per owner, a sorted ``(sort_ms, task_id)`` index (listing costs
 the page, never a scan) and a heap of expiry times (cleanup costs O(expired)). Bytes are encoded
 and decoded by the store, outside these locks.
+
+:meth:`InMemoryBackend.scan` (the optional
+:class:`~taskstore.backends.base.ScanningBackend` capability) walks stripe by stripe, owners in
+order within a stripe, each owner's records by that same index.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import heapq
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -26,16 +30,31 @@ from taskstore.backends.base import (
     Listeners,
     ListPosition,
     RecordKey,
+    ScanPage,
     VersionedRecord,
     check_expiry,
+    check_scan_limit,
+    decode_scan_cursor,
+    encode_scan_cursor,
+    key_bytes,
+    key_str,
     quota_exceeded,
 )
 from taskstore.backends.base import now_ms as _now_ms
-from taskstore.errors import ConfigurationError, RecordNotFound, VersionConflict
+from taskstore.errors import (
+    ConfigurationError,
+    InvalidCursorError,
+    RecordNotFound,
+    VersionConflict,
+)
 
 __all__ = ["InMemoryBackend"]
 
 _log = logging.getLogger("taskstore.backends.memory")
+
+# A scan position: format tag, stripe index, owner, sort_ms and task id of the last record
+# returned (owner and task id as key bytes: surrogatepass keeps every str representable).
+_SCAN_CURSOR = msgspec.msgpack.Decoder(tuple[Literal["m1"], int, bytes, int, bytes])
 
 
 class _Entry:
@@ -383,6 +402,75 @@ class InMemoryBackend:
                 if entry.live(now):
                     page.append(entry.record)
         return page
+
+    def scan(
+        self, cursor: str | None = None, limit: int = 100, *, now_ms: int | None = None
+    ) -> ScanPage:
+        """See :meth:`ScanningBackend.scan <taskstore.backends.base.ScanningBackend.scan>`.
+
+        Order: stripe by stripe; within a stripe by owner, then by ``(sort_ms, task_id)``
+        ascending (the listing index). The cursor is that position of the last record
+        returned, so it survives writes and deletes; it is only meaningful to this backend
+        object (stripes follow this process's string hashing). Pages are always full until
+        the last one, which carries no cursor. Cost of a page: sorting the owners of each
+        stripe it visits, plus the records it steps over; one stripe lock at a time.
+
+        :raises InvalidCursorError: a cursor this backend did not issue.
+        :raises InvalidParamsError: ``limit`` below 1.
+        """
+        check_scan_limit(limit)
+        now = _now_ms(now_ms)
+        first = 0
+        position: tuple[str, int, str] | None = None
+        if cursor is not None:
+            _, first, owner_raw, sort_ms, task_raw = decode_scan_cursor(cursor, _SCAN_CURSOR)
+            if not 0 <= first < len(self._stripes):
+                raise InvalidCursorError("Invalid scan cursor")
+            position = (key_str(owner_raw), sort_ms, key_str(task_raw))
+        # One more than asked for: whether it exists tells if this is the last page.
+        found: list[tuple[int, VersionedRecord]] = []
+        for index in range(first, len(self._stripes)):
+            stripe = self._stripes[index]
+            with stripe.lock:
+                self._scan_stripe(stripe, index, position, now, limit + 1, found)
+            position = None
+            if len(found) > limit:
+                break
+        if len(found) <= limit:
+            return ScanPage([record for _, record in found], None)
+        index, last = found[limit - 1]
+        next_cursor = encode_scan_cursor(
+            ("m1", index, key_bytes(last.key[0]), last.sort_ms, key_bytes(last.key[1]))
+        )
+        return ScanPage([record for _, record in found[:limit]], next_cursor)
+
+    @staticmethod
+    def _scan_stripe(
+        stripe: _Stripe,
+        index: int,
+        position: tuple[str, int, str] | None,
+        now: int,
+        wanted: int,
+        found: list[tuple[int, VersionedRecord]],
+    ) -> None:
+        """Append ``stripe``'s live records after ``position`` to ``found`` until it holds
+        ``wanted`` (caller holds the stripe's lock)."""
+        owners = sorted(
+            stripe.shards if position is None else (o for o in stripe.shards if o >= position[0])
+        )
+        for owner in owners:
+            shard = stripe.shards[owner]
+            order = shard.order
+            at = 0
+            if position is not None and owner == position[0]:
+                at = bisect.bisect_right(order, (position[1], position[2]))
+            while at < len(order):
+                entry = shard.records[order[at][1]]
+                at += 1
+                if entry.live(now):
+                    found.append((index, entry.record))
+                    if len(found) >= wanted:
+                        return
 
     def cleanup_expired(self, now_ms: int | None = None) -> int:
         """See :meth:`StorageBackend.cleanup_expired

@@ -16,7 +16,9 @@ answers with its first result. A call that still fails raises ``BackendError`` w
 
 Costs: :meth:`~RedisBackend.get` is one ``HMGET`` that never transfers the outcome; every
 mutation is one ``EVALSHA`` (quota check, compare-and-set, index upkeep and ``PUBLISH``
-included); a :meth:`~RedisBackend.list_by_prefix` page is one ``EVALSHA`` whatever its size.
+included); a :meth:`~RedisBackend.list_by_prefix` page is one ``EVALSHA`` whatever its size;
+a :meth:`~RedisBackend.scan` page (across owners) is one ``EVALSHA`` per bucket it draws
+records from, plus pipelined probes for the next non-empty buckets.
 
 Expiry is judged against the caller's ``now_ms`` (the store's injectable clock) in every read
 and script, never against the server's clock, so an expired record is absent everywhere before
@@ -30,25 +32,33 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import msgspec
 
 from taskstore.backends._redis_events import Notifier
-from taskstore.backends._redis_keys import KeyLayout, RecordKeys
+from taskstore.backends._redis_keys import BUCKETS, KeyLayout, RecordKeys
 from taskstore.backends.base import (
     KEEP,
     EventListener,
     Keep,
     ListPosition,
     RecordKey,
+    ScanPage,
     VersionedRecord,
     check_expiry,
+    check_scan_limit,
+    decode_key_part,
+    decode_scan_cursor,
+    encode_scan_cursor,
     key_bytes,
     key_str,
 )
 from taskstore.backends.base import now_ms as _now_ms
 from taskstore.errors import (
     ConfigurationError,
+    InvalidCursorError,
     MissingDependencyError,
     RecordNotFound,
     VersionConflict,
@@ -71,6 +81,14 @@ __all__ = ["RedisBackend"]
 _log = logging.getLogger("taskstore.backends.redis")
 
 _CLEANUP_BATCH = 500
+# Members of a bucket's `all` index one scan.lua call may step over beyond the records it
+# returns (dead members of records reclaimed natively before a cleanup): bounds a call's time.
+_SCAN_SLACK = 1000
+# The first probe of a scan for non-empty buckets covers this many; each next one four times
+# more, so a dense store probes a few buckets per page and an empty one all 1024 in 4 trips.
+_SCAN_FIRST_PROBE = 16
+# A scan position: format tag, bucket, the last `all` member returned (b"": the bucket's start).
+_SCAN_CURSOR = msgspec.msgpack.Decoder(tuple[Literal["r1"], int, bytes])
 # How long add_listener waits for the subscription to be confirmed, so that events of writes
 # made right after it returns are delivered.
 _SUBSCRIBE_TIMEOUT_S = 5.0
@@ -472,7 +490,7 @@ class RedisBackend:
                 reply = self._scripts.run(
                     "cleanup",
                     ("", ""),
-                    (bucket.due,),
+                    (bucket.due, bucket.all_records),
                     (
                         now,
                         str(_CLEANUP_BATCH),
@@ -485,6 +503,97 @@ class RedisBackend:
                 removed += int(reply[0])
                 more = bool(int(reply[1]))
         return removed
+
+    def scan(
+        self, cursor: str | None = None, limit: int = 100, *, now_ms: int | None = None
+    ) -> ScanPage:
+        """See :meth:`ScanningBackend.scan <taskstore.backends.base.ScanningBackend.scan>`.
+
+        Order: bucket by bucket (the 1024 hash tags of the key layout), within a bucket by the
+        bytes of ``"<encoded owner>:<task id>"``, from the bucket's ``all`` index. The cursor
+        is ``(bucket, last member returned)``: a keyset position that needs no node-local
+        state, so it works unchanged on Redis Cluster, across failovers and resharding (each
+        bucket is one slot; ``SCAN`` cursors are per node, may repeat keys and cannot bound
+        a page, see :mod:`~taskstore.backends._redis_keys`).
+
+        Cost of a page: one ``scan.lua`` call (``ZRANGEBYLEX`` + one ``HMGET`` per member,
+        outcomes never read) per bucket it draws records from, plus pipelined ``ZCARD``
+        probes (one round trip per node each) for the next non-empty buckets, 16 at first,
+        then 64, 256, 1024. A call steps over at most 1000 dead index members (records Redis
+        reclaimed natively before a cleanup) beyond its page, so a page may come back short
+        with a cursor.
+
+        :raises InvalidCursorError: a cursor no Redis backend issued.
+        :raises InvalidParamsError: ``limit`` below 1.
+        :raises BackendError: the driver failed (reads are retried until the deadline).
+        """
+        self._check_open()
+        check_scan_limit(limit)
+        now = str(_now_ms(now_ms))
+        bucket, position = 0, b""
+        if cursor is not None:
+            _, bucket, position = decode_scan_cursor(cursor, _SCAN_CURSOR)
+            if not 0 <= bucket < BUCKETS:
+                raise InvalidCursorError("Invalid scan cursor")
+        records: list[VersionedRecord] = []
+        if position:
+            last, more = self._scan_bucket(bucket, position, limit, now, records)
+            if more:
+                return ScanPage(records, encode_scan_cursor(("r1", bucket, last)))
+            bucket += 1
+        for index in self._nonempty_buckets(bucket):
+            if len(records) == limit:
+                return ScanPage(records, encode_scan_cursor(("r1", index, b"")))
+            last, more = self._scan_bucket(index, b"", limit - len(records), now, records)
+            if more:
+                return ScanPage(records, encode_scan_cursor(("r1", index, last)))
+        return ScanPage(records, None)
+
+    def _scan_bucket(
+        self, bucket: int, position: bytes, limit: int, now: str, records: list[VersionedRecord]
+    ) -> tuple[bytes, bool]:
+        """Append up to ``limit`` live records of ``bucket`` after ``position`` to
+        ``records``; return the last member examined and whether members remain after it."""
+        keys = self._layout.buckets[bucket]
+        reply: list[Any] = self._scripts.run(
+            "scan",
+            ("", ""),
+            (keys.all_records,),
+            (now, str(limit), position, keys.records, str(limit + _SCAN_SLACK)),
+        )
+        for at in range(2, len(reply), 6):
+            owner_part, task_id, version, data, expires, sort = reply[at : at + 6]
+            records.append(
+                VersionedRecord(
+                    key=(decode_key_part(bytes(owner_part).decode("ascii")), key_str(task_id)),
+                    data=bytes(data),
+                    version=int(version),
+                    expires_at_ms=int(expires) if expires else None,
+                    sort_ms=int(sort),
+                )
+            )
+        return bytes(reply[0]), bool(int(reply[1]))
+
+    def _nonempty_buckets(self, start: int) -> Iterator[int]:
+        """The buckets from ``start`` on whose ``all`` index holds members, in order, probed
+        in growing pipelined batches."""
+        buckets = self._layout.buckets
+        size = _SCAN_FIRST_PROBE
+        while start < BUCKETS:
+            end = min(start + size, BUCKETS)
+
+            def probe(low: int = start, high: int = end) -> list[int]:
+                with self._client.pipeline(transaction=False) as pipe:
+                    for keys in buckets[low:high]:
+                        pipe.zcard(keys.all_records)
+                    counts: list[int] = pipe.execute()
+                return counts
+
+            counts = self._retrier.call("scan", probe)
+            for index, count in zip(range(start, end), counts, strict=True):
+                if count:
+                    yield index
+            start, size = end, size * 4
 
     def wait_for_change(self, key: RecordKey, version: int, timeout_s: float) -> None:
         """See :meth:`StorageBackend.wait_for_change

@@ -5,12 +5,15 @@ tool dies (a crash, ``SIGKILL``, a lost machine), nobody will ever finish it and
 poll until it expires. Recovery turns that into a clear failure:
 
 - **Heartbeat.** Every runner with recovery on refreshes the ``lastUpdatedAt`` of each task it
-  holds (queued or running) every ``stale_after_ms / 3``; a live task is never older than that.
+  holds (queued or running) every ``stale_after_ms / 3`` (:meth:`~taskstore.TaskStore.touch`);
+  a live task is never older than that.
 - **Recovery pass.** Every ``stale_after_ms / 2`` (and once at start) the runner calls the
-  store's :meth:`~taskstore.TaskStore.fail_stale`, which fails every non-terminal ``tools/call``
-  task whose ``lastUpdatedAt`` is older than ``stale_after_ms`` with
-  :data:`STALE_MESSAGE` (a ``-32603`` error). Any process may run it, and several may: failing
-  is a compare-and-set, one wins.
+  store's :meth:`~taskstore.TaskStore.fail_stale` over every owner, which fails every
+  non-terminal ``tools/call`` task whose ``lastUpdatedAt`` is older than ``stale_after_ms``
+  with :data:`STALE_MESSAGE` (a ``-32603`` error). Any process may run it, and several may:
+  failing is a compare-and-set that re-checks the task, one wins. A pass reads every task of
+  the store (the backend's scan), so it needs a backend that can scan across owners
+  (:class:`~taskstore.backends.base.ScanningBackend`: every bundled one).
 
 Choose ``stale_after_ms`` well above the longest storage outage you want to ride out (a
 heartbeat that cannot be written for ``stale_after_ms`` makes a live task look dead; its tool
@@ -24,45 +27,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
 
-from taskstore.errors import ConfigurationError, TaskStoreError
+from taskstore.backends.base import ScanningBackend
+from taskstore.errors import (
+    ConfigurationError,
+    InvalidTransitionError,
+    TaskNotFoundError,
+    TaskStoreError,
+)
 from taskstore.mcp.timers import Timers
-from taskstore.record import TaskRecord
 from taskstore.store import TaskStore
 
-__all__ = ["STALE_MESSAGE", "StaleRecovery", "StaleTaskFailer"]
+__all__ = ["STALE_MESSAGE", "StaleRecovery"]
 
 _log = logging.getLogger("taskstore.mcp")
 
 #: Error message of tasks a recovery pass failed.
 STALE_MESSAGE = "The task was abandoned: the server running it stopped before it finished"
-
-
-class StaleTaskFailer(Protocol):
-    """What a recovery pass calls: :meth:`taskstore.TaskStore.fail_stale`'s signature.
-
-    Fails every non-terminal task (of ``owner`` only, when given; of ``request_method`` only,
-    when given) whose ``lastUpdatedAt`` is more than ``older_than_ms`` before the store's now,
-    with the error ``{"code": -32603, "message": message}`` and ``message`` as its
-    ``statusMessage``, and returns how many it failed.
-    """
-
-    def __call__(
-        self,
-        *,
-        older_than_ms: int,
-        message: str,
-        owner: str | None = None,
-        request_method: str | None = None,
-    ) -> int:
-        """Fail the stale tasks; return how many."""
-        ...
-
-
-def _touch(record: TaskRecord) -> dict[str, Any] | None:
-    # An empty merge writes nothing but a fresh lastUpdatedAt; a final task is left alone.
-    return None if record.is_terminal else {}
 
 
 class StaleRecovery:
@@ -75,9 +56,8 @@ class StaleRecovery:
     :param stale_after_ms: age after which a task nobody refreshes counts as abandoned;
         ``None`` turns the periodic work off (:meth:`heartbeat` and :meth:`recover` still
         work when called).
-    :param fail_stale: the store method to call (default ``store.fail_stale``).
     :raises ConfigurationError: ``stale_after_ms`` below 1000, or periodic recovery asked for
-        on a store without ``fail_stale`` and none given.
+        on a store whose backend cannot scan across owners.
     """
 
     def __init__(
@@ -87,7 +67,6 @@ class StaleRecovery:
         timers: Timers,
         *,
         stale_after_ms: int | None = None,
-        fail_stale: StaleTaskFailer | None = None,
     ) -> None:
         if stale_after_ms is not None and (
             isinstance(stale_after_ms, bool)
@@ -95,15 +74,16 @@ class StaleRecovery:
             or stale_after_ms < 1000
         ):
             raise ConfigurationError("stale_after_ms must be an integer >= 1000 (or None)")
-        if fail_stale is None:
-            fail_stale = getattr(store, "fail_stale", None)
-        if stale_after_ms is not None and fail_stale is None:
+        # Refused here rather than at the first pass: a server started with recovery on must
+        # not run for hours believing it recovers tasks.
+        if stale_after_ms is not None and not isinstance(store.backend, ScanningBackend):
             raise ConfigurationError(
-                "stale-task recovery needs TaskStore.fail_stale (or a fail_stale callable)"
+                f"stale-task recovery (stale_after_ms) needs a backend that can scan every "
+                f"owner's tasks; {type(store.backend).__name__} does not declare "
+                "taskstore.backends.base.ScanningBackend"
             )
         self.store = store
         self.stale_after_ms = stale_after_ms
-        self._fail_stale = fail_stale
         self._live_tasks = live_tasks
         self._timers = timers
         self._lock = threading.Lock()
@@ -123,13 +103,17 @@ class StaleRecovery:
             self._stopped = True
 
     def heartbeat(self) -> int:
-        """Refresh the ``lastUpdatedAt`` of every task this process holds; return how many
-        were refreshed (a task that just ended or cannot be written is skipped)."""
+        """Refresh the ``lastUpdatedAt`` of every task this process holds
+        (:meth:`~taskstore.TaskStore.touch`); return how many were refreshed. A task that just
+        ended is skipped quietly; one that cannot be written is skipped and counted in one
+        warning."""
         refreshed = 0
         failed = 0
         for task_id, owner in self._live_tasks():
             try:
-                self.store.update_variables(task_id, owner, _touch)
+                self.store.touch(task_id, owner)
+            except (InvalidTransitionError, TaskNotFoundError):
+                continue  # finished (or cancelled, failed, expired) since it was listed
             except TaskStoreError as exc:
                 failed += 1
                 _log.debug("heartbeat of task %s failed: %s", task_id, exc)
@@ -142,20 +126,18 @@ class StaleRecovery:
         return refreshed
 
     def recover(self, older_than_ms: int | None = None) -> int:
-        """Run one recovery pass: fail every ``tools/call`` task not refreshed for
-        ``older_than_ms`` (default ``stale_after_ms``); return how many were failed.
+        """Run one recovery pass: fail every ``tools/call`` task (of every owner) not
+        refreshed for ``older_than_ms`` (default ``stale_after_ms``); return how many were
+        failed.
 
-        :raises ConfigurationError: no ``fail_stale`` to call, or no age given or configured.
+        :raises ConfigurationError: no age given or configured; a backend that cannot scan
+            across owners.
         :raises TaskStoreError: the store's (e.g. :class:`~taskstore.errors.BackendError`).
         """
         age = older_than_ms if older_than_ms is not None else self.stale_after_ms
         if age is None:
             raise ConfigurationError("recover() needs older_than_ms (no stale_after_ms is set)")
-        if self._fail_stale is None:
-            raise ConfigurationError(
-                "stale-task recovery needs TaskStore.fail_stale (or a fail_stale callable)"
-            )
-        failed = self._fail_stale(
+        failed = self.store.fail_stale(
             older_than_ms=age, message=STALE_MESSAGE, request_method="tools/call"
         )
         if failed:

@@ -61,7 +61,7 @@ from taskstore.mcp.jsonrpc import is_valid_id
 from taskstore.mcp.notifications import NotificationSender
 from taskstore.mcp.outcomes import OutcomeWriter, RetryPolicy
 from taskstore.mcp.projections import Projection
-from taskstore.mcp.recovery import STALE_MESSAGE, StaleRecovery, StaleTaskFailer
+from taskstore.mcp.recovery import STALE_MESSAGE, StaleRecovery
 from taskstore.mcp.request import RequestContext
 from taskstore.mcp.timers import Timers
 from taskstore.mcp.tools import (
@@ -81,7 +81,6 @@ __all__ = [
     "SHUTDOWN_MESSAGE",
     "STALE_MESSAGE",
     "RetryPolicy",
-    "StaleTaskFailer",
     "ToolAnswer",
     "ToolCall",
     "ToolRunner",
@@ -137,13 +136,14 @@ class ToolRunner:
         (default :class:`RetryPolicy`: from 0.1 s, jittered, capped at 5 s, until the task
         expires).
     :param stale_after_ms: turn on stale-task recovery (:mod:`taskstore.mcp.recovery`): this
-        runner heartbeats its tasks every ``stale_after_ms / 3`` and, every
-        ``stale_after_ms / 2``, fails ``tools/call`` tasks nobody heartbeated for
-        ``stale_after_ms`` (with :data:`STALE_MESSAGE`). ``None`` (default): off.
-    :param fail_stale: what a recovery pass calls (default the store's
-        :meth:`~taskstore.TaskStore.fail_stale`; see :class:`StaleTaskFailer`).
+        runner heartbeats its tasks every ``stale_after_ms / 3``
+        (:meth:`~taskstore.TaskStore.touch`) and, every ``stale_after_ms / 2``, fails
+        ``tools/call`` tasks nobody heartbeated for ``stale_after_ms`` (with
+        :data:`STALE_MESSAGE`, through :meth:`~taskstore.TaskStore.fail_stale`). ``None``
+        (default): off.
     :raises ConfigurationError: a bad ``max_workers``, ``max_running_per_owner`` or
-        ``stale_after_ms``; recovery asked for without a ``fail_stale`` to call.
+        ``stale_after_ms``; recovery asked for on a backend that cannot scan across owners
+        (:class:`~taskstore.backends.base.ScanningBackend`).
     """
 
     def __init__(
@@ -157,7 +157,6 @@ class ToolRunner:
         expose_tool_errors: bool = False,
         result_retry: RetryPolicy | None = None,
         stale_after_ms: int | None = None,
-        fail_stale: StaleTaskFailer | None = None,
     ) -> None:
         self.store = store
         self.tools = tools
@@ -182,7 +181,6 @@ class ToolRunner:
             self._live_tasks,
             self._recovery_timers,
             stale_after_ms=stale_after_ms,
-            fail_stale=fail_stale,
         )
         self._recovery.start()
 
@@ -319,9 +317,11 @@ class ToolRunner:
         (any owner's) not refreshed for ``older_than_ms`` (default ``stale_after_ms``) with
         :data:`STALE_MESSAGE`; return how many were failed. Safe to run from any process, e.g.
         once at start-up; tasks queued or running in a process that does not heartbeat them
-        (``stale_after_ms`` unset there) look stale too.
+        (``stale_after_ms`` unset there) look stale too. A pass reads every task of the store
+        (:meth:`~taskstore.TaskStore.fail_stale` without an owner).
 
-        :raises ConfigurationError: no ``fail_stale`` to call, or no age given or configured.
+        :raises ConfigurationError: no age given or configured; a backend that cannot scan
+            across owners.
         :raises TaskStoreError: the storage failed.
         """
         return self._recovery.recover(older_than_ms)

@@ -91,8 +91,8 @@ class McpServer:
         of a generic message with an error id. Development only: they may hold secrets.
     :param stale_after_ms: turn on stale-task recovery: this server heartbeats its running
         tasks and fails ``tools/call`` tasks nobody heartbeated for this long (their process
-        died); needs :meth:`TaskStore.fail_stale <taskstore.TaskStore.fail_stale>`. Default
-        ``None``: off.
+        died), through :meth:`TaskStore.fail_stale <taskstore.TaskStore.fail_stale>`; needs a
+        backend that can scan across owners (every bundled one). Default ``None``: off.
     :param result_timeout: cap in seconds on a blocking ``tasks/result`` (``None``: none).
     :param request_state_key: signs the ``requestState`` of MCP 2026-07-28 calls that need
         input (default: ``$TASKSTORE_REQUEST_STATE_KEY``, else a random key of this process;

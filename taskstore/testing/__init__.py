@@ -13,7 +13,9 @@ Subclass :class:`BackendContract` in a pytest module, name the subclass ``Testâ€
             yield backend
             backend.close()
 
-Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. The concurrency
+Every test passes ``now_ms`` explicitly, so expiry is tested without sleeping. The scan tests
+(``test_scan_*``) run only on a backend with a ``scan`` method (the optional
+:class:`~taskstore.backends.base.ScanningBackend` capability) and skip otherwise. The concurrency
 tests need real atomicity: a test double whose conditional writes are not atomic (moto)
 overrides the ``backend_is_atomic`` fixture to return ``False`` and they skip. Requires pytest
 (the ``test`` extra).
@@ -32,6 +34,7 @@ from taskstore.testing._concurrency import ConcurrencyContract
 from taskstore.testing._events import EventsContract
 from taskstore.testing._listing import ListingContract
 from taskstore.testing._records import RecordsContract
+from taskstore.testing._scan import ScanContract
 from taskstore.testing._store_rules import StoreRulesContract
 from taskstore.testing._support import FUTURE, T0, TRICKY_OWNERS, run_barrier_threads
 
@@ -45,8 +48,12 @@ __all__ = [
 ]
 
 
-class BackendContract(RecordsContract, ListingContract, EventsContract, ConcurrencyContract):
-    """Tests every rule of the :class:`~taskstore.backends.base.StorageBackend` contract.
+class BackendContract(
+    RecordsContract, ListingContract, ScanContract, EventsContract, ConcurrencyContract
+):
+    """Tests every rule of the :class:`~taskstore.backends.base.StorageBackend` contract, and
+    of the optional :class:`~taskstore.backends.base.ScanningBackend` capability when the
+    backend declares it (its tests skip, saying so, when it does not).
 
     Subclasses provide a ``backend`` fixture (fresh and empty for each test).
     """

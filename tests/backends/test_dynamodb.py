@@ -32,6 +32,7 @@ from taskstore import (
     BackendError,
     ConfigurationError,
     ConflictError,
+    InvalidCursorError,
     InvalidParamsError,
     ManualClock,
     MissingDependencyError,
@@ -45,12 +46,13 @@ from taskstore import (
     VariablesTooLargeError,
     VersionConflict,
 )
-from taskstore.backends.base import ListPosition, retrying_until
+from taskstore.backends.base import ListPosition, encode_scan_cursor, retrying_until
 from taskstore.backends.dynamodb import ITEM_LIMIT_BYTES, DynamoDbBackend, _number_size
 from taskstore.backends.dynamodb import items as dynamodb_items
 from taskstore.backends.dynamodb.client import is_transient
 from taskstore.record import json_size
-from taskstore.testing import T0
+from taskstore.testing import FUTURE, T0
+from taskstore.testing._scan import scan_all
 
 pytestmark = pytest.mark.dynamodb
 
@@ -990,3 +992,72 @@ def test_a_retried_compare_and_set_that_already_landed_succeeds(
             backend.put_if_version((OWNER, "t"), b"new", 5, now_ms=T0)
         assert info.value.actual == 6
     backend.close()
+
+
+# -- the scan across owners ----------------------------------------------------------------------
+
+
+def test_scan_reads_only_the_listing_index(backend: DynamoDbBackend) -> None:
+    """A scan page is a strongly consistent Scan of the listing index, index-only (outcomes and
+    quota ledgers are never read); records too large for the index cost their page one
+    BatchGetItem, whatever their owners."""
+    big = b'{"kind":"result","result":"' + b"x" * 5_000 + b'"}'
+    backend.create(("alice", "small"), b"s" * 100, None, sort_ms=T0, max_live=5, now_ms=T0)
+    backend.put(("alice", "big"), b"a" * 250_000, None, sort_ms=T0, outcome=big, now_ms=T0)
+    backend.put(("bob", "big"), b"b" * 250_000, None, sort_ms=T0, now_ms=T0)
+    calls = Calls(backend.client)
+    page = backend.scan(None, 10, now_ms=T0)
+    assert sorted((r.key, r.data[:1], len(r.data), r.outcome) for r in page.records) == [
+        (("alice", "big"), b"a", 250_000, None),
+        (("alice", "small"), b"s", 100, None),
+        (("bob", "big"), b"b", 250_000, None),
+    ]
+    assert page.next_cursor is None
+    assert calls.ops == ["Scan", "BatchGetItem"]
+    scan = calls.params[0]
+    assert (scan["IndexName"], scan["Select"], scan["ConsistentRead"]) == (
+        "by_created", "ALL_PROJECTED_ATTRIBUTES", True,
+    )
+    projected = calls.params[1]["RequestItems"][backend.table_name]["ProjectionExpression"]
+    assert "#o" not in projected
+
+
+def test_scan_pages_stay_bounded_when_expired_items_thin_them(backend: DynamoDbBackend) -> None:
+    """Each Scan request reads at most what the page still lacks, so no page exceeds its limit
+    and none sends more than 8 requests, even when expired items fill the index: pages may
+    then come back short (or empty) with a cursor, and the pass still returns every live
+    record once."""
+    for i in range(30):
+        backend.put((f"owner-{i}", "t"), b"{}", T0 + 5 if i % 10 else FUTURE, sort_ms=T0,
+                    now_ms=T0)
+    calls = Calls(backend.client)
+    records, pages = scan_all(backend, 2, T0 + 5)
+    assert sorted(r.key for r in records) == [("owner-0", "t"), ("owner-10", "t"),
+                                              ("owner-20", "t")]
+    assert len(calls.ops) >= len(pages)
+    scans = [p["Limit"] for p in calls.params]
+    assert all(1 <= limit <= 2 for limit in scans)
+    assert len(calls.ops) <= 8 * len(pages)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("PK", "alice"), ("SK", "TASK#t")],
+        [("PK", "OWNER#alice"), ("SK", "QUOTA")],
+        [("PK", "OWNER#alice")],
+        [("PK", "OWNER#alice"), ("SK", "TASK#t"), ("lsk", "12#t")],
+        [("PK", "OWNER#alice"), ("SK", "TASK#t"), ("other", "x")],
+        [("PK", "OWNER#" + "a" * 3000), ("SK", "TASK#t")],
+        [("PK", "OWNER#alice"), ("PK", "OWNER#bob"), ("SK", "TASK#t")],
+    ],
+)
+def test_crafted_scan_cursors_are_invalid_without_a_request(
+    backend: DynamoDbBackend, fields: list[tuple[str, str]]
+) -> None:
+    """A cursor whose start key is not one of the listing index's is InvalidCursorError,
+    refused before anything is sent (never a DynamoDB ValidationException)."""
+    calls = Calls(backend.client)
+    with pytest.raises(InvalidCursorError):
+        backend.scan(encode_scan_cursor(("d1", fields)), 5, now_ms=T0)
+    assert calls.ops == []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from taskstore.backends.base import encode_scan_cursor
 from taskstore.backends.memory import InMemoryBackend
+from taskstore.errors import InvalidCursorError
 from taskstore.testing import T0
 
 
@@ -28,3 +32,24 @@ def test_snapshot_reads_are_immutable() -> None:
     backend.put_if_version(("alice", "t"), b"2", 1, now_ms=T0)
     assert (first.data, first.version) == (b"1", 1)
     assert backend.get(("alice", "t"), now_ms=T0).data == b"2"
+
+
+def test_scan_order_and_full_pages() -> None:
+    """The scan walks owners in order within a stripe and each owner's records by (sort_ms,
+    task id); every page is full until the last, which alone has no cursor (none empty)."""
+    backend = InMemoryBackend(stripes=1)
+    for owner, task_id, sort in [("b", "x", 2), ("a", "y", 1), ("a", "x", 1), ("a", "z", 0)]:
+        backend.put((owner, task_id), b"{}", None, sort_ms=T0 + sort, now_ms=T0)
+    first = backend.scan(None, 2, now_ms=T0)
+    assert [r.key for r in first.records] == [("a", "z"), ("a", "x")]
+    second = backend.scan(first.next_cursor, 2, now_ms=T0)
+    assert [r.key for r in second.records] == [("a", "y"), ("b", "x")]
+    assert second.next_cursor is None
+
+
+@pytest.mark.parametrize("stripe", [-1, 4, 64])
+def test_scan_cursor_of_a_stripe_this_backend_lacks_is_invalid(stripe: int) -> None:
+    """A well-formed cursor naming a stripe this backend does not have is InvalidCursorError."""
+    backend = InMemoryBackend(stripes=4)
+    with pytest.raises(InvalidCursorError):
+        backend.scan(encode_scan_cursor(("m1", stripe, b"a", T0, b"t")), 5, now_ms=T0)

@@ -39,17 +39,24 @@ from support.redis_support import (
 from taskstore import ManualClock, StoreConfig, TaskStatus, TaskStore
 from taskstore.backends import open_backend
 from taskstore.backends._redis_faults import is_transient, was_refused
-from taskstore.backends.base import ListPosition, StorageBackend, retrying_until
+from taskstore.backends.base import (
+    ListPosition,
+    StorageBackend,
+    encode_scan_cursor,
+    retrying_until,
+)
 from taskstore.backends.redis import RedisBackend
 from taskstore.errors import (
     BackendError,
     ConfigurationError,
+    InvalidCursorError,
     MissingDependencyError,
     QuotaExceededError,
     RecordNotFound,
     VersionConflict,
 )
 from taskstore.testing import T0
+from taskstore.testing._scan import scan_all
 
 pytestmark = pytest.mark.redis
 
@@ -528,7 +535,7 @@ def test_owner_keys_share_one_slot_and_owners_spread(rbackend: RedisBackend) -> 
     for owner in ["", "a", "{a}", "a}b{", "ü", *(f"owner-{i}" for i in range(200))]:
         keys = rbackend._keys((owner, "{task}:1"))
         owner_slots = {
-            key_slot(k.encode()) for k in (keys.record, keys.listing, keys.expiry, keys.due)
+            key_slot(k.encode()) for k in keys.writes
         }
         assert len(owner_slots) == 1, owner
         slots |= owner_slots
@@ -614,15 +621,17 @@ def test_native_lifetimes_follow_the_callers_clock(rbackend: RedisBackend) -> No
     keys = rbackend._keys(("alice", "short"))
     ttl = client.pttl(keys.record)
     assert 50_000 < ttl <= 61_000  # 1 s left + the 60 s reclaim delay, minus time since
-    for index in (keys.listing, keys.expiry, keys.due):  # absolute: no race with the clock
+    for index in (keys.listing, keys.expiry, keys.due, keys.all_records):  # absolute times
         assert client.pexpiretime(index) >= client.pexpiretime(keys.record)
     rbackend.create(("alice", "long"), b"{}", T0 + 10_000_000, sort_ms=T0, now_ms=T0)
     assert client.pttl(keys.listing) > 10_000_000
     rbackend.create(("alice", "forever"), b"{}", None, sort_ms=T0, now_ms=T0)
     assert client.pttl(rbackend._keys(("alice", "forever")).record) == -1
     assert client.pttl(keys.listing) == -1  # holds a record that never expires
+    assert client.pttl(keys.all_records) == -1
     rbackend.put_if_version(("alice", "forever"), b"{}", 1, T0 + 5_000, now_ms=T0)
     assert client.pttl(keys.listing) > 10_000_000  # back to the latest expiry
+    assert client.pttl(keys.all_records) > 10_000_000
     rbackend.put_if_version(("alice", "short"), b"{}", 1, None, now_ms=T0)
     assert client.pttl(keys.record) == -1
     assert client.zscore(keys.due, b"alice:short") is None
@@ -637,11 +646,11 @@ def test_redis_reclaims_expired_keys_natively(backend_factory_redis: RedisFactor
     now = time.time_ns() // 1_000_000
     backend.create(("alice", "t"), b"{}", now + 150, sort_ms=now, now_ms=now)
     keys = backend._keys(("alice", "t"))
-    assert backend.client.exists(keys.record, keys.listing, keys.expiry, keys.due) == 4
+    assert backend.client.exists(*keys.writes) == 5
     deadline = time.monotonic() + 5
-    while backend.client.exists(keys.record, keys.listing) and time.monotonic() < deadline:
+    while backend.client.exists(*keys.writes) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert backend.client.exists(keys.record, keys.listing, keys.expiry, keys.due) == 0
+    assert backend.client.exists(*keys.writes) == 0
     assert backend.list_by_prefix("alice", now_ms=now) == []
 
 
@@ -891,3 +900,73 @@ def test_stale_anchor_with_a_moved_sort_key_is_not_found(rbackend: RedisBackend)
     with pytest.raises(RecordNotFound):
         rbackend.list_by_prefix("alice", ListPosition(T0 + 1, "t"), 5, now_ms=T0)
     assert rbackend.list_by_prefix("alice", ListPosition(T0, "t"), 5, now_ms=T0) == []
+
+
+# -- the scan across owners ----------------------------------------------------------------------
+
+
+def all_members(backend: RedisBackend, owner: str) -> set[bytes]:
+    """The members of the ``all`` scan index of ``owner``'s bucket that belong to ``owner``."""
+    keys = backend._keys((owner, ""))
+    members: list[bytes] = backend.client.zrange(keys.all_records, 0, -1)
+    return {m for m in members if m.startswith(keys.owner.encode() + b":")}
+
+
+def test_scan_index_follows_every_write(rbackend: RedisBackend) -> None:
+    """create and put add a record to its bucket's scan index, delete, cleanup and create's
+    reclaim of expired records take it out; the index disappears with its last member."""
+    rbackend.create(("alice", "c"), b"{}", T0 + 10, sort_ms=T0, now_ms=T0)
+    rbackend.put(("alice", "p"), b"{}", None, sort_ms=T0, now_ms=T0)
+    rbackend.put(("alice", "q"), b"{}", T0 + 10, sort_ms=T0, now_ms=T0)
+    assert all_members(rbackend, "alice") == {b"alice:c", b"alice:p", b"alice:q"}
+    assert rbackend.delete(("alice", "p"))
+    assert all_members(rbackend, "alice") == {b"alice:c", b"alice:q"}
+    rbackend.create(("alice", "n"), b"{}", FUTURE, sort_ms=T0, now_ms=T0 + 10)  # reclaims
+    assert all_members(rbackend, "alice") == {b"alice:n"}
+    rbackend.put(("alice", "n"), b"{}", T0 + 20, now_ms=T0 + 10)
+    assert rbackend.cleanup_expired(T0 + 20) == 1
+    assert not rbackend.client.exists(rbackend._keys(("alice", "n")).all_records)
+
+
+def test_scan_steps_over_index_members_whose_record_is_gone(rbackend: RedisBackend) -> None:
+    """Members whose hash Redis reclaimed natively (before a cleanup) are skipped; a call
+    steps over at most 1000 of them beyond its page, so a page may come back short with a
+    cursor, and the pass still ends with exactly the live records."""
+    for i in range(1_200):
+        key = ("alice", f"a{i:04d}")
+        rbackend.put(key, b"{}", FUTURE, sort_ms=T0, now_ms=T0)
+        rbackend.client.delete(rbackend._keys(key).record)  # as a native reclaim would
+    rbackend.put(("alice", "z"), b"{}", FUTURE, sort_ms=T0, now_ms=T0)
+    first = rbackend.scan(None, 1, now_ms=T0)
+    assert first.records == [] and first.next_cursor is not None
+    second = rbackend.scan(first.next_cursor, 1, now_ms=T0)
+    assert [r.key for r in second.records] == [("alice", "z")]
+    records, pages = scan_all(rbackend, 1, T0)
+    assert [r.key for r in records] == [("alice", "z")]
+    assert len(pages) >= 2
+
+
+@pytest.mark.parametrize("bucket", [-1, 1024, 10**9])
+def test_scan_cursor_outside_the_buckets_is_invalid(rbackend: RedisBackend, bucket: int) -> None:
+    """A well-formed cursor naming a bucket the layout does not have is InvalidCursorError."""
+    with pytest.raises(InvalidCursorError):
+        rbackend.scan(encode_scan_cursor(("r1", bucket, b"")), 5, now_ms=T0)
+
+
+@server_only
+def test_scan_round_trips_per_page(counted: tuple[RedisBackend, _Counter]) -> None:
+    """A scan page that continues in its bucket is one EVALSHA whatever its size; moving on to
+    the next bucket adds one pipelined probe round trip; the empty rest of the pass is probed
+    in at most four more."""
+    backend, counter = counted
+    for i in range(120):
+        backend.create(("alice", f"t{i:03d}"), b"{}", FUTURE, sort_ms=T0, now_ms=T0)
+    first_sends, first = counter.measure(lambda: backend.scan(None, 50, now_ms=T0))
+    assert first.count(b"EVALSHA") == 1 and first_sends <= 5
+    one = backend.scan(None, 50, now_ms=T0)
+    assert one.next_cursor is not None
+    sends, commands = counter.measure(lambda: backend.scan(one.next_cursor, 50, now_ms=T0))
+    assert (sends, commands) == (1, [b"EVALSHA"])
+    two = backend.scan(one.next_cursor, 50, now_ms=T0)
+    three = backend.scan(two.next_cursor, 50, now_ms=T0)
+    assert (len(three.records), three.next_cursor) == (20, None)

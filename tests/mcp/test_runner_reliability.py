@@ -18,7 +18,6 @@ from support.mcp import build_server, wait_until
 from support.modern import TASKS_EXTENSION, message, params
 from taskstore import ManualClock, TaskStatus, TaskStore
 from taskstore.backends.memory import InMemoryBackend
-from taskstore.clock import parse_timestamp
 from taskstore.errors import BackendError, ConfigurationError, ProtocolError, ToolError
 from taskstore.mcp import Caller, McpServer, ToolContext, ToolRunner
 from taskstore.mcp.fairness import FairScheduler
@@ -651,96 +650,76 @@ def test_close_gives_up_pending_outcomes_with_a_warning(
 # -- stale tasks -----------------------------------------------------------------------------
 
 
-class FakeFailStale:
-    """``TaskStore.fail_stale`` for the owners it knows, over ``list`` and ``fail`` (the
-    store's own method is the store's to provide and test); records every call."""
+class NoScanBackend:
+    """An in-memory backend without the scan capability (``ScanningBackend``)."""
 
-    def __init__(self, store: TaskStore, owners: list[str]) -> None:
-        self.store = store
-        self.owners = owners
-        self.calls: list[dict[str, Any]] = []
+    def __init__(self) -> None:
+        self.inner = InMemoryBackend()
 
-    def __call__(
-        self,
-        *,
-        older_than_ms: int,
-        message: str,
-        owner: str | None = None,
-        request_method: str | None = None,
-    ) -> int:
-        self.calls.append(
-            {
-                "older_than_ms": older_than_ms,
-                "message": message,
-                "owner": owner,
-                "request_method": request_method,
-            }
-        )
-        cutoff = self.store.clock.now_ms() - older_than_ms
-        failed = 0
-        for name in [owner] if owner is not None else self.owners:
-            for record in self.store.list(name, limit=100).tasks:
-                if record.is_terminal:
-                    continue
-                if request_method is not None and record.request_method != request_method:
-                    continue
-                if parse_timestamp(record.task.last_updated_at) < cutoff:
-                    error = {"code": -32603, "message": message}
-                    self.store.fail(record.task_id, name, error=error, message=message)
-                    failed += 1
-        return failed
+    def __getattr__(self, name: str) -> Any:
+        if name == "scan":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def test_recovery_fails_abandoned_tasks_and_spares_heartbeated_ones(
-    server: McpServer, mstore: TaskStore, mclock: ManualClock, alice: Caller
+    store: TaskStore, clock: ManualClock, alice: Caller
 ) -> None:
-    """A tools/call task nobody heartbeats (its process died) is failed by a recovery pass with
-    STALE_MESSAGE; the runner's own running task, heartbeated, stays working."""
-    fake = FakeFailStale(mstore, ["alice"])
-    runner = ToolRunner(mstore, server.tools, fail_stale=fake)
+    """On every backend: the tools/call tasks of a process that died (one created and left
+    working, one whose runner never heartbeats) are failed by another runner's recovery pass
+    with STALE_MESSAGE, and the dead runner's tool is told to stop; the live runner's own task,
+    heartbeated, and a stale task that is not a tool call stay working."""
+    server = build_server(store)
+    server.runner.close()
+    dead_runner = ToolRunner(store, server.tools)  # "died": it never heartbeats
+    live_runner = ToolRunner(store, server.tools)
     try:
-        dead = mstore.create("alice", "tools/call", request={"name": "echo", "arguments": {}})
-        live = run_task(runner, alice, "wait_for_cancel")
-        mclock.advance(10_000)
-        assert runner.heartbeat() == 1
-        assert runner.recover_stale(older_than_ms=5_000) == 1
-        assert fake.calls == [
-            {
-                "older_than_ms": 5_000,
+        created = store.create("alice", "tools/call", request={"name": "echo", "arguments": {}})
+        orphaned = run_task(dead_runner, alice, "wait_for_cancel")
+        prompt = store.create("alice", "prompts/get")
+        live = run_task(live_runner, alice, "wait_for_cancel")
+        clock.advance(10_000)
+        assert live_runner.heartbeat() == 1
+        assert live_runner.recover_stale(older_than_ms=5_000) == 2
+        for task_id in (created.task_id, orphaned):
+            record = store.get(task_id, "alice")
+            assert (record.status, record.task.status_message) == (
+                TaskStatus.FAILED,
+                STALE_MESSAGE,
+            )
+            assert store.get_result(task_id, "alice").error == {
+                "code": -32603,
                 "message": STALE_MESSAGE,
-                "owner": None,
-                "request_method": "tools/call",
             }
-        ]
-        record = mstore.get(dead.task_id, "alice")
-        assert (record.status, record.task.status_message) == (TaskStatus.FAILED, STALE_MESSAGE)
-        assert mstore.get_result(dead.task_id, "alice").error == {
-            "code": -32603,
-            "message": STALE_MESSAGE,
-        }
-        assert mstore.get(live, "alice").status is TaskStatus.WORKING
+        assert store.get(live, "alice").status is TaskStatus.WORKING
+        assert store.get(prompt.task_id, "alice").status is TaskStatus.WORKING
+        assert wait_until(lambda: dead_runner.running() == 0, timeout=DEADLINE_S)
+        assert live_runner.running() == 1
+        assert live_runner.recover_stale(older_than_ms=5_000) == 0
     finally:
-        runner.close()
+        dead_runner.close()
+        live_runner.close()
+        server.close()
 
 
 def test_stale_recovery_runs_by_itself_when_configured(
     server: McpServer, mstore: TaskStore, mclock: ManualClock, alice: Caller
 ) -> None:
-    """With stale_after_ms the runner runs a recovery pass at start and heartbeats its running
-    tasks on its own."""
-    fake = FakeFailStale(mstore, ["alice"])
-    runner = ToolRunner(mstore, server.tools, stale_after_ms=1_000, fail_stale=fake)
+    """With stale_after_ms the runner runs a recovery pass at start (failing a task abandoned
+    before it started) and heartbeats its running tasks on its own."""
+    dead = mstore.create("alice", "tools/call")
+    mclock.advance(5_000)
+    runner = ToolRunner(mstore, server.tools, stale_after_ms=1_000)
     try:
-        assert wait_until(lambda: len(fake.calls) >= 1, timeout=DEADLINE_S)
-        assert fake.calls[0] == {
-            "older_than_ms": 1_000,
-            "message": STALE_MESSAGE,
-            "owner": None,
-            "request_method": "tools/call",
-        }
+        assert wait_until(
+            lambda: mstore.get(dead.task_id, "alice").status is TaskStatus.FAILED,
+            timeout=DEADLINE_S,
+        )
+        assert mstore.get(dead.task_id, "alice").task.status_message == STALE_MESSAGE
         task_id = run_task(runner, alice, "wait_for_cancel")
         before = mstore.get(task_id, "alice").task.last_updated_at
-        mclock.advance(60_000)
+        # Less than stale_after_ms: no pass may fail it whether or not a heartbeat ran first.
+        mclock.advance(500)
         assert wait_until(
             lambda: mstore.get(task_id, "alice").task.last_updated_at != before,
             timeout=DEADLINE_S,
@@ -748,6 +727,46 @@ def test_stale_recovery_runs_by_itself_when_configured(
         assert mstore.get(task_id, "alice").status is TaskStatus.WORKING
     finally:
         runner.close()
+
+
+def test_heartbeat_skips_tasks_that_ended_quietly(
+    server: McpServer, mstore: TaskStore, alice: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task the runner still holds but whose record is gone (deleted here; expired or
+    finished elsewhere alike) is skipped by the heartbeat: not counted, no warning."""
+    runner = ToolRunner(mstore, server.tools)
+    try:
+        task_id = run_task(runner, alice, "wait_for_cancel")
+        with caplog.at_level(logging.WARNING, logger="taskstore.mcp"):
+            mstore.backend.delete(("alice", task_id))
+            assert runner.heartbeat() == 0
+        assert not records(caplog, logging.WARNING, "heartbeat")
+    finally:
+        runner.close()
+
+
+def test_bad_stale_after_is_a_configuration_error(
+    server: McpServer, mstore: TaskStore, mclock: ManualClock
+) -> None:
+    """stale_after_ms below one second is refused; recover_stale without an age is refused;
+    recovery on a backend that cannot scan across owners is refused up front, naming it."""
+    with pytest.raises(ConfigurationError):
+        ToolRunner(mstore, server.tools, stale_after_ms=500)
+    runner = ToolRunner(mstore, server.tools)
+    try:
+        with pytest.raises(ConfigurationError):
+            runner.recover_stale()
+    finally:
+        runner.close()
+    with TaskStore(NoScanBackend(), clock=mclock) as noscan:  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match=r"NoScanBackend.*ScanningBackend"):
+            ToolRunner(noscan, server.tools, stale_after_ms=60_000)
+        runner = ToolRunner(noscan, server.tools)
+        try:
+            with pytest.raises(ConfigurationError, match="NoScanBackend"):
+                runner.recover_stale(older_than_ms=1_000)
+        finally:
+            runner.close()
 
 
 def test_a_task_failed_elsewhere_stops_its_tool(
@@ -760,18 +779,6 @@ def test_a_task_failed_elsewhere_stops_its_tool(
     mstore.fail(task_id, "alice", message=STALE_MESSAGE)
     assert wait_until(lambda: server.runner.running() == 0, timeout=DEADLINE_S)
     assert mstore.get(task_id, "alice").task.status_message == STALE_MESSAGE
-
-
-def test_bad_stale_after_is_a_configuration_error(server: McpServer, mstore: TaskStore) -> None:
-    """stale_after_ms below one second is refused; recover_stale without an age is refused."""
-    with pytest.raises(ConfigurationError):
-        ToolRunner(mstore, server.tools, stale_after_ms=500, fail_stale=FakeFailStale(mstore, []))
-    runner = ToolRunner(mstore, server.tools, fail_stale=FakeFailStale(mstore, []))
-    try:
-        with pytest.raises(ConfigurationError):
-            runner.recover_stale()
-    finally:
-        runner.close()
 
 
 # -- the timer thread ----------------------------------------------------------------------------

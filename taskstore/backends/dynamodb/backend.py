@@ -22,7 +22,8 @@ owner's items in the owner's partition (``O``/``T`` are the owner and task id th
     LSI "by_created": PK + lsk, projecting d, v and x (never o)
 
 Reads: :meth:`~DynamoDbBackend.get` is one strongly consistent ``GetItem`` whose projection
-leaves the outcome out unless asked for; listing pages are queries of the LSI (:mod:`.listing`).
+leaves the outcome out unless asked for; listing pages are queries of the LSI, and a scan
+across owners (:meth:`~DynamoDbBackend.scan`) is a ``Scan`` of it (:mod:`.listing`).
 Item sizes are checked before every write (:mod:`.items`).
 
 Writes (:mod:`.writes`) are all conditional; every atomicity guarantee comes from DynamoDB's
@@ -54,7 +55,9 @@ from taskstore.backends.base import (
     Keep,
     ListPosition,
     RecordKey,
+    ScanPage,
     VersionedRecord,
+    check_scan_limit,
 )
 from taskstore.backends.base import now_ms as _now_ms
 from taskstore.backends.dynamodb import admin, items, listing
@@ -375,6 +378,28 @@ class DynamoDbBackend:
         :raises BackendError: DynamoDB failed.
         """
         return listing.list_page(self._requests, owner, after, limit, _now_ms(now_ms))
+
+    def scan(
+        self, cursor: str | None = None, limit: int = 100, *, now_ms: int | None = None
+    ) -> ScanPage:
+        """See :meth:`ScanningBackend.scan <taskstore.backends.base.ScanningBackend.scan>`.
+
+        A full scan: DynamoDB has no order across partitions, so a pass is a strongly
+        consistent ``Scan`` of the listing index (every task's index entry, expired ones
+        included, never quota ledgers or outcomes), in DynamoDB's order; the cursor is the
+        ``LastEvaluatedKey``. A page costs up to 8 ``Scan`` requests, each reading at most
+        the records the page still lacks (fewer when expired items thin it: the page then
+        comes back short, or empty, with a cursor), plus one ``BatchGetItem`` when it holds
+        records too large for the index. Requests retry transient faults until the
+        operation's retry deadline.
+
+        :raises InvalidCursorError: a cursor no DynamoDB backend issued.
+        :raises InvalidParamsError: ``limit`` below 1.
+        :raises ConflictError: large records kept changing between the scan and their read.
+        :raises BackendError: DynamoDB failed.
+        """
+        check_scan_limit(limit)
+        return listing.scan_page(self._requests, cursor, limit, _now_ms(now_ms))
 
     def cleanup_expired(self, now_ms: int | None = None) -> int:
         """Delete every expired item; return how many.

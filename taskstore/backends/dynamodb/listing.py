@@ -1,4 +1,5 @@
-"""Reads that walk the DynamoDB backend's listing index: an owner's pages, and the cleanup scan.
+"""Reads that walk the DynamoDB backend's listing index: an owner's pages, the scan across
+owners, and the cleanup scan.
 
 A page is one strongly consistent ``Query`` of the ``by_created`` LSI, newest first
 (``ScanIndexForward=False``; the zero-padded ``lsk`` orders by ``sort_ms``, then by task id,
@@ -8,18 +9,34 @@ pagination starts the query *at* the anchor inclusive, so one request both prove
 still live (a stale one raises ``RecordNotFound``) and fetches the page; it pages further only
 when expired items thinned it. Records too large for the index (``dx``) cost their page one
 ``BatchGetItem``.
+
+The scan across owners (:func:`scan_page`) is a strongly consistent ``Scan`` of the same
+index: DynamoDB keeps no order across partitions, so a pass reads every task's index entry
+(sparse: quota ledgers are not in it, outcomes never are), expired ones included (filtered
+out, but read and billed). The cursor is the ``LastEvaluatedKey``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
-from taskstore.backends.base import ListPosition, VersionedRecord, encode_key_part
+import msgspec
+
+from taskstore.backends.base import (
+    ListPosition,
+    ScanPage,
+    VersionedRecord,
+    decode_key_part,
+    decode_scan_cursor,
+    encode_scan_cursor,
+)
 from taskstore.backends.dynamodb.client import Busy, ConditionFailed, Requests
 from taskstore.backends.dynamodb.items import (
     INDEX,
     LIVE,
     NAMES,
+    SORT_DIGITS,
     is_live,
     n,
     params,
@@ -28,10 +45,26 @@ from taskstore.backends.dynamodb.items import (
     sort_key,
     task_id_of,
     to_record,
+    utf8_len,
 )
-from taskstore.errors import BackendError, ConflictError, InvalidParamsError, RecordNotFound
+from taskstore.errors import (
+    BackendError,
+    ConflictError,
+    InvalidCursorError,
+    InvalidParamsError,
+    RecordNotFound,
+)
 
-__all__ = ["cleanup", "list_page"]
+__all__ = ["SCAN_REQUESTS", "cleanup", "list_page", "scan_page"]
+
+#: ``Scan`` requests one scan page may send: bounds a page's time when expired items thin
+#: it; the page then comes back short, with a cursor.
+SCAN_REQUESTS = 8
+# A scan position: format tag and the LastEvaluatedKey's string attributes, (name, value).
+_SCAN_CURSOR = msgspec.msgpack.Decoder(tuple[Literal["d1"], list[tuple[str, str]]])
+# What a LastEvaluatedKey of the listing index holds, and the limits of those key values.
+_START_KEY_LIMITS = {"PK": 2048, "SK": 1024, "lsk": 1024}
+_LSK = re.compile(rf"[0-9]{{{SORT_DIGITS}}}#")
 
 
 def list_page(
@@ -62,7 +95,7 @@ def list_page(
     for _ in range(8):
         rows = _query_page(requests, owner, anchor, limit, now)
         unindexed = [row for row in rows if "d" not in row]
-        if unindexed and not _fill_unindexed(requests, owner, unindexed, now):
+        if unindexed and not _fill_unindexed(requests, unindexed, now):
             continue  # a large record changed between the two requests: list again
         return [
             to_record((owner, task_id_of(row["lsk"]["S"])), row, outcome=False) for row in rows
@@ -116,17 +149,15 @@ def _query_page(
             return rows
 
 
-def _fill_unindexed(
-    requests: Requests, owner: str, rows: list[dict[str, Any]], now: int
-) -> bool:
-    """Read the records kept out of the index (``dx``) into ``rows``; ``False`` if one of
-    them is no longer the record the index showed (the caller lists again)."""
+def _fill_unindexed(requests: Requests, rows: list[dict[str, Any]], now: int) -> bool:
+    """Read the records kept out of the index (``dx``) into ``rows`` (index entries, which
+    always carry the table's keys); ``False`` if one of them is no longer the record the index
+    showed (the caller reads the page again)."""
     table = requests.table
-    pk = partition_key(owner)
-    wanted = {"TASK#" + encode_key_part(task_id_of(row["lsk"]["S"])): row for row in rows}
-    found: dict[str, dict[str, Any]] = {}
-    keys = [{"PK": pk, "SK": s(sk)} for sk in wanted]
-    projection = "#sk, #lsk, #d, #dx, #v, #x"
+    wanted = {(row["PK"]["S"], row["SK"]["S"]): row for row in rows}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    keys = [{"PK": s(pk), "SK": s(sk)} for pk, sk in wanted]
+    projection = "#pk, #sk, #lsk, #d, #dx, #v, #x"
     while keys:
         batch, keys = keys[:100], keys[100:]
         pending: dict[str, Any] = {
@@ -140,19 +171,94 @@ def _fill_unindexed(
         for _ in requests.retries():
             response = requests.send("batch_get_item", {"RequestItems": pending})
             for item in response.get("Responses", {}).get(table, []):
-                found[item["SK"]["S"]] = item
+                found[(item["PK"]["S"], item["SK"]["S"])] = item
             # Keys DynamoDB did not get to (throttling, size): ask again after a backoff.
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
         else:
             raise BackendError("DynamoDB kept leaving BatchGetItem keys unprocessed")
-    for sk, row in wanted.items():
-        item = found.get(sk)
+    for key, row in wanted.items():
+        item = found.get(key)
         if item is None or not is_live(item, now) or item["lsk"] != row["lsk"]:
             return False
         row.update(item)
     return True
+
+
+def scan_page(requests: Requests, cursor: str | None, limit: int, now: int) -> ScanPage:
+    """Up to ``limit`` live records of any owners, in the index's scan order, after the
+    position ``cursor`` names (see the module docstring).
+
+    DynamoDB's ``Limit`` counts the items a request reads, not those the filter keeps, so
+    each request asks for what the page still lacks and the page never overfills; requests
+    continue while the page is short and the index goes on, up to :data:`SCAN_REQUESTS`.
+
+    :raises InvalidCursorError: a cursor no DynamoDB backend issued.
+    :raises ConflictError: large records kept changing between the scan and their read.
+    :raises BackendError: DynamoDB failed.
+    """
+    start = None if cursor is None else _start_key(cursor)
+    for _ in range(8):
+        rows, after = _scan_rows(requests, start, limit, now)
+        unindexed = [row for row in rows if "d" not in row]
+        if unindexed and not _fill_unindexed(requests, unindexed, now):
+            continue  # a large record changed between the two requests: read the page again
+        records = [
+            to_record(
+                (decode_key_part(row["PK"]["S"][len("OWNER#"):]), task_id_of(row["lsk"]["S"])),
+                row,
+                outcome=False,
+            )
+            for row in rows
+        ]
+        if after is None:
+            return ScanPage(records, None)
+        fields = sorted((name, value["S"]) for name, value in after.items())
+        return ScanPage(records, encode_scan_cursor(("d1", fields)))
+    raise ConflictError("The scan kept changing under concurrent writes; try again")
+
+
+def _scan_rows(
+    requests: Requests, start: dict[str, Any] | None, limit: int, now: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The page's live index entries and the ``LastEvaluatedKey`` after them (``None``: the
+    index ends there)."""
+    base = {
+        **params(requests.table, FilterExpression=LIVE, values={":now": n(now)}),
+        "IndexName": INDEX,
+        # Index-only: never a fetch from the table, which would read (and bill) outcomes.
+        "Select": "ALL_PROJECTED_ATTRIBUTES",
+        "ConsistentRead": True,
+    }
+    rows: list[dict[str, Any]] = []
+    for _ in range(SCAN_REQUESTS):
+        scan = {**base, "Limit": limit - len(rows)}
+        if start is not None:
+            scan["ExclusiveStartKey"] = start
+        response = requests.send("scan", scan)
+        rows.extend(response.get("Items", []))
+        start = response.get("LastEvaluatedKey") or None
+        if start is None or len(rows) >= limit:
+            break
+    return rows, start
+
+
+def _start_key(cursor: str) -> dict[str, Any]:
+    """The ``ExclusiveStartKey`` a scan cursor names, checked so that a crafted one is
+    InvalidCursorError rather than a request DynamoDB refuses."""
+    _, fields = decode_scan_cursor(cursor, _SCAN_CURSOR)
+    key = dict(fields)
+    if (
+        len(key) != len(fields)
+        or not {"PK", "SK"} <= key.keys() <= _START_KEY_LIMITS.keys()
+        or not key["PK"].startswith("OWNER#")
+        or not key["SK"].startswith("TASK#")
+        or ("lsk" in key and not _LSK.match(key["lsk"]))
+        or any(utf8_len(value) > _START_KEY_LIMITS[name] for name, value in fields)
+    ):
+        raise InvalidCursorError("Invalid scan cursor")
+    return {name: s(value) for name, value in fields}
 
 
 def cleanup(requests: Requests, now: int) -> int:

@@ -47,8 +47,8 @@ local function owner_records(records_prefix, owner)
   return records_prefix .. owner .. ':'
 end
 
--- KeyLayout.due_member: a record's member in its bucket's due zset, "O:id". The encoded
--- owner holds no ':', so the first ':' splits it again (split_due_member).
+-- KeyLayout.due_member: a record's member in its bucket's due and all zsets, "O:id". The
+-- encoded owner holds no ':', so the first ':' splits it again (split_due_member).
 local function due_member(owner, id)
   return owner .. ':' .. id
 end
@@ -94,14 +94,17 @@ local function expire_index(key, scores, persist, ttl, now, grace)
 end
 
 -- Point a record's expiry (field e, the owner's and the bucket's expiry indexes and the native
--- lifetimes) at `expires` ('' = never).
-local function set_expiry(rec, idx, exp, due, id, member, expires, now, grace)
+-- lifetimes) at `expires` ('' = never). The listing `idx` and the bucket's `all` hold every
+-- record, `exp` and `due` the expiring ones: holding more than their expiring counterpart
+-- means holding a record that never expires, so no native lifetime.
+local function set_expiry(rec, idx, exp, due, all, id, member, expires, now, grace)
   if expires == '' then
     redis.call('HDEL', rec, 'e')
     redis.call('PERSIST', rec)
     redis.call('ZREM', exp, id)
     redis.call('ZREM', due, member)
     redis.call('PERSIST', idx)
+    redis.call('PERSIST', all)
     return
   end
   redis.call('HSET', rec, 'e', expires)
@@ -112,14 +115,16 @@ local function set_expiry(rec, idx, exp, due, id, member, expires, now, grace)
   expire_index(idx, exp, redis.call('ZCARD', idx) > redis.call('ZCARD', exp), ttl, now, grace)
   expire_index(exp, exp, false, ttl, now, grace)
   expire_index(due, due, false, ttl, now, grace)
+  expire_index(all, due, redis.call('ZCARD', all) > redis.call('ZCARD', due), ttl, now, grace)
 end
 
 -- Remove a record and its index entries (the record hash may already be gone).
-local function drop(rec, idx, exp, due, id, member)
+local function drop(rec, idx, exp, due, all, id, member)
   redis.call('DEL', rec)
   redis.call('ZREM', idx, id)
   redis.call('ZREM', exp, id)
   redis.call('ZREM', due, member)
+  redis.call('ZREM', all, member)
 end
 
 -- Publish `message` on `channel` unless the write carries no event ('' channel).

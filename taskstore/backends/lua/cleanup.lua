@@ -7,6 +7,7 @@
 -- derived from the bucket's key prefixes (see _lib.lua).
 --
 -- KEYS[1]  bucket due zset                  P:{B}:due
+-- KEYS[2]  bucket all zset                  P:{B}:all
 -- ARGV[1]  now_ms (the caller's clock)
 -- ARGV[2]  batch size
 -- ARGV[3]  grace_ms added to native lifetimes
@@ -16,7 +17,7 @@
 --
 -- Reply:  {removed, more}: records removed, and 1 when a full batch was seen (call again)
 
-local due = KEYS[1]
+local due, all = KEYS[1], KEYS[2]
 local now, batch, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local members = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, batch)
 local removed = 0
@@ -26,9 +27,9 @@ for _, member in ipairs(members) do
   local idx, exp = owner_key(ARGV[5], owner), owner_key(ARGV[6], owner)
   local current = redis.call('HMGET', rec, 'v', 'e')
   if is_live(current[1], current[2], now) then
-    set_expiry(rec, idx, exp, due, id, member, current[2] or '', now, grace)
+    set_expiry(rec, idx, exp, due, all, id, member, current[2] or '', now, grace)
   else
-    drop(rec, idx, exp, due, id, member)
+    drop(rec, idx, exp, due, all, id, member)
     removed = removed + 1
   end
 end

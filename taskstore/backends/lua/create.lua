@@ -6,6 +6,7 @@
 -- KEYS[2]  owner listing zset   P:{B}:i:O
 -- KEYS[3]  owner expiry zset    P:{B}:x:O
 -- KEYS[4]  bucket due zset      P:{B}:due
+-- KEYS[5]  bucket all zset      P:{B}:all
 -- ARGV[1]  id: raw task id bytes (zset member)
 -- ARGV[2]  O: encoded owner
 -- ARGV[3]  data
@@ -23,7 +24,7 @@
 -- Errors: "TSCONFLICT <actual>"  the key is live at version <actual>
 --         "TSQUOTA <max_live>"   the owner already holds max_live live records
 
-local rec, idx, exp, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local rec, idx, exp, due, all = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, owner = ARGV[1], ARGV[2]
 local now, grace, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local member = due_member(owner, id)
@@ -37,14 +38,14 @@ if is_live(current[1], current[2], now) then
 end
 if current[1] then
   -- An expired record is absent: its key starts over, without its old outcome.
-  drop(rec, idx, exp, due, id, member)
+  drop(rec, idx, exp, due, all, id, member)
 end
 
 -- Reclaim a bounded batch of the owner's expired records, so an owner's indexes stay small
 -- even where nobody calls cleanup_expired; the ZCOUNT below keeps the count exact regardless.
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 100)
 for _, old in ipairs(expired) do
-  drop(record_key(ARGV[12], old), idx, exp, due, old, due_member(owner, old))
+  drop(record_key(ARGV[12], old), idx, exp, due, all, old, due_member(owner, old))
 end
 
 if ARGV[11] ~= '' then
@@ -57,6 +58,7 @@ end
 
 redis.call('HSET', rec, 'v', 1, 'd', ARGV[3], 's', ARGV[10], 'w', token)
 redis.call('ZADD', idx, ARGV[10], id)
-set_expiry(rec, idx, exp, due, id, member, ARGV[9], now, grace)
+redis.call('ZADD', all, 0, member)
+set_expiry(rec, idx, exp, due, all, id, member, ARGV[9], now, grace)
 notify(ARGV[7], ARGV[8])
 return 1

@@ -4,6 +4,7 @@
 -- KEYS[2]  owner listing zset   P:{B}:i:O
 -- KEYS[3]  owner expiry zset    P:{B}:x:O
 -- KEYS[4]  bucket due zset      P:{B}:due
+-- KEYS[5]  bucket all zset      P:{B}:all
 -- ARGV[1]  id: raw task id bytes (zset member)
 -- ARGV[2]  O: encoded owner
 -- ARGV[3]  data
@@ -19,7 +20,7 @@
 --
 -- Reply:  the new version
 
-local rec, idx, exp, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local rec, idx, exp, due, all = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, owner = ARGV[1], ARGV[2]
 local now, grace, token = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local member = due_member(owner, id)
@@ -54,8 +55,9 @@ if ARGV[11] == '1' then
   redis.call('HSET', rec, 'o', ARGV[12])
 end
 redis.call('ZADD', idx, sort, id)
+redis.call('ZADD', all, 0, member)
 if expiry_changed then
-  set_expiry(rec, idx, exp, due, id, member, expires, now, grace)
+  set_expiry(rec, idx, exp, due, all, id, member, expires, now, grace)
 end
 notify(ARGV[7], ARGV[8])
 return version
