@@ -500,3 +500,57 @@ def test_subscription_delivers_again_after_an_outage(rig: Rig) -> None:
         return False
 
     rig.proxy.wait_until(delivered, 20)
+
+
+def test_a_tool_result_is_stored_after_a_2_s_outage(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tool that finishes during a 2 s outage (longer than the 1 s retry deadline: the
+    runner's first write fails) still gets its result stored once the storage is back: the
+    runner keeps retrying until the task expires, and the client then reads it completed."""
+    from taskstore.mcp import Caller, McpServer, ToolContext
+
+    store = rig.make(retry_deadline_ms=1_000)
+    server = McpServer(store)
+    finish = threading.Event()
+    finished = threading.Event()
+
+    @server.tool("slow", task_support="required")
+    def slow(arguments: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        finish.wait(60)
+        finished.set()
+        return {"answer": 42}
+
+    caller = Caller(owner=OWNER)
+    caplog.set_level("WARNING", logger="taskstore.mcp")
+    try:
+        reply = server.handle(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "slow", "arguments": {}, "task": {"ttl": 60_000}},
+            },
+            caller=caller,
+        )
+        assert reply is not None and "result" in reply, reply
+        task_id = reply["result"]["task"]["taskId"]
+        rig.proxy.outage(refuse=True)  # fail fast: the 1 s deadline, not a socket timeout, decides
+        finish.set()
+        assert finished.wait(10)
+        time.sleep(2.0)  # the outage's length; the outcome must not depend on it
+        # The first write gave up at the 1 s deadline: the outcome went to the retries.
+        assert any(
+            "could not store the outcome of task " + task_id in r.getMessage()
+            for r in caplog.records
+        )
+        rig.proxy.resume()
+        deadline = time.monotonic() + 30
+        while rig.direct.get(task_id, OWNER).status is not TaskStatus.COMPLETED:
+            assert time.monotonic() < deadline, "the result was never stored"
+            time.sleep(0.05)
+        outcome = rig.direct.get_result(task_id, OWNER)
+        assert outcome.kind == "result"
+        assert outcome.result["structuredContent"] == {"answer": 42}
+    finally:
+        server.close()
