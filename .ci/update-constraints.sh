@@ -2,9 +2,10 @@
 # Re-pin constraints.txt to the newest releases (README "Development": `bash .ci/update-constraints.sh`).
 #
 # Builds a throw-away venv with the interpreter tox uses, installs the package with every extra
-# the tox envs install (all, test, test-redis, test-dynamodb, typing, lint) plus tox itself,
-# unconstrained, and writes `pip freeze --all` (build tools included, pip and the project left
-# out) to constraints.txt. Run the suite afterwards (`tox`) before committing the new pins.
+# the tox envs install (all, test, test-redis, test-dynamodb, test-postgres, test-otel, typing,
+# lint) plus tox itself, unconstrained, and writes `pip freeze --all` (build tools included, pip
+# and the project left out) to constraints.txt. Run the suite afterwards (`tox`) before
+# committing the new pins.
 #
 #   PYTHON   interpreter to resolve for (default: python3)
 set -euo pipefail
@@ -18,7 +19,7 @@ trap 'rm -rf "$venv"' EXIT
 # An empty constraints file overrides any machine-wide pip constraint: resolve the newest.
 export PIP_CONSTRAINT="$PWD/.ci/no-constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 "$venv/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
-"$venv/bin/python" -m pip install --quiet '.[all,test,test-redis,test-dynamodb,typing,lint]' tox
+"$venv/bin/python" -m pip install --quiet '.[all,test,test-redis,test-dynamodb,test-postgres,test-otel,typing,lint]' tox
 
 {
     echo "# Pinned versions for every tox env (tox sets PIP_CONSTRAINT to this file)."

@@ -48,7 +48,7 @@ from taskstore.errors import (
 from taskstore.record import Outcome, TaskRecord
 from taskstore.security import ANONYMOUS_OWNER, SecurityConfig, resolve_owner
 from taskstore.states import TaskStatus, can_transition, validate_transition
-from taskstore.store import TaskPage, TaskStore
+from taskstore.store import OldestTask, ScanResult, StoreStats, TaskPage, TaskStore
 from taskstore.types import (
     META_MODEL_IMMEDIATE_RESPONSE,
     META_RELATED_TASK,
@@ -91,6 +91,7 @@ __all__ = [
     "MissingCapabilityError",
     "MissingDependencyError",
     "NotReadyError",
+    "OldestTask",
     "Outcome",
     "OutcomeError",
     "ProtocolError",
@@ -98,9 +99,11 @@ __all__ = [
     "RecordNotFound",
     "RelatedTaskMetadata",
     "ResultTooLargeError",
+    "ScanResult",
     "SecurityConfig",
     "StorageBackend",
     "StoreConfig",
+    "StoreStats",
     "SystemClock",
     "Task",
     "TaskCancelled",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -14,7 +15,7 @@ from taskstore.errors import ConfigurationError
 from taskstore.security import SecurityConfig
 from taskstore.store import TaskStore
 
-__all__ = ["open"]
+__all__ = ["backend_url", "open"]
 
 _STORE_FIELDS = frozenset(StoreConfig.__struct_fields__)
 _SECURITY_FIELDS = frozenset(SecurityConfig.__struct_fields__)
@@ -49,7 +50,7 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose: taskstore.open(url)
     :raises MissingDependencyError: the backend's driver is not installed (the message is the
         ``pip install`` command).
     """
-    _, query = split_url(url)
+    scheme, query = split_url(url)
     store_values = {k: v for k, v in query.items() if k in _STORE_FIELDS}
     security_values = {k: v for k, v in query.items() if k in _SECURITY_FIELDS}
     store_values.update({k: v for k, v in options.items() if k in _STORE_FIELDS})
@@ -59,7 +60,25 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose: taskstore.open(url)
     }
     config = _settings(StoreConfig, store_values)
     security = _settings(SecurityConfig, security_values)
-    # Store settings are ours; the backend sees only its own query parameters.
+    backend = open_backend(backend_url(url), **backend_options)
+    return TaskStore(
+        backend,
+        config=config,
+        security=security,
+        clock=clock,
+        deployment_key=None if scheme.lower() == "memory" else _deployment_key(backend_url(url)),
+    )
+
+
+def _deployment_key(url: str) -> bytes:
+    # Every worker opened on the same URL agrees on it; the URL's credentials (when it has
+    # any) make it secret. What it signs needs no more: see taskstore.mcp.sessions.
+    return hashlib.sha256(b"taskstore deployment key\0" + url.encode("utf-8")).digest()
+
+
+def backend_url(url: str) -> str:
+    """``url`` without the store's own query parameters (:class:`StoreConfig` and
+    :class:`SecurityConfig` fields): what the backend is opened with."""
     backend_query = urlencode(
         [
             (k, v)
@@ -67,6 +86,4 @@ def open(  # noqa: A001 - mirrors builtins.open on purpose: taskstore.open(url)
             if k not in _STORE_FIELDS and k not in _SECURITY_FIELDS
         ]
     )
-    backend_url = url.split("?", 1)[0] + (f"?{backend_query}" if backend_query else "")
-    backend = open_backend(backend_url, **backend_options)
-    return TaskStore(backend, config=config, security=security, clock=clock)
+    return url.split("?", 1)[0] + (f"?{backend_query}" if backend_query else "")

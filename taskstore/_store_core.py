@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from taskstore import telemetry as _telemetry
 from taskstore._keys import is_key_text, key_text, printable
 from taskstore.backends.base import RecordKey, StorageBackend, VersionedRecord, retrying_until
 from taskstore.clock import Clock, format_timestamp
@@ -75,6 +76,26 @@ class StoreCore:
         that is sooner), handed to every backend call made inside the block."""
         deadline = time.monotonic() + self.config.retry_deadline_ms / 1000
         return retrying_until(deadline if cap is None else min(deadline, cap))
+
+    def _recorded(
+        self, operation: str, task_id: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """:meth:`_operation` (no cap) of the store operation named ``operation`` (a
+        method's name), with its telemetry (:func:`taskstore.telemetry.store_operation`)."""
+        scope = retrying_until(time.monotonic() + self.config.retry_deadline_ms / 1000)
+        # Every operation passes here: with telemetry off, one flag read is all it costs.
+        if _telemetry.active:
+            return _telemetry.store_operation(self.backend, operation, task_id, scope)
+        return scope
+
+    def _traced(
+        self, operation: str, task_id: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The telemetry of an operation made of several :meth:`_operation` blocks (a wait,
+        a recovery pass) or needing a cap on its retry deadline."""
+        if _telemetry.active:
+            return _telemetry.store_operation(self.backend, operation, task_id)
+        return contextlib.nullcontext()
 
     @staticmethod
     def _moved(
@@ -142,11 +163,14 @@ class StoreCore:
         apply: Callable[[TaskRecord, int], Change | None],
         *,
         known: TaskRecord | None = None,
+        operation: str | None = None,
     ) -> TaskRecord:
+        """Compare-and-set ``apply`` on the task (see :meth:`_compare_and_set`) within one
+        :meth:`_operation` named ``operation``."""
         key = self._key(task_id, owner)
         try:
-            with self._operation():
-                return self._compare_and_set(key, apply, known)
+            with self._operation() if operation is None else self._recorded(operation, task_id):
+                return self._compare_and_set(key, apply, known, operation)
         except BackendError as exc:
             exc.task_id = task_id
             raise
@@ -156,6 +180,7 @@ class StoreCore:
         key: RecordKey,
         apply: Callable[[TaskRecord, int], Change | None],
         known: TaskRecord | None = None,
+        operation: str | None = None,
     ) -> TaskRecord:
         """Read → ``apply`` → compare-and-set, again on every lost compare-and-set until the
         conflict budget is spent. ``known``, a record of ``key`` the caller already read (a
@@ -194,6 +219,8 @@ class StoreCore:
             except VersionConflict as conflict:
                 if conflict.actual == 0:
                     raise TaskNotFoundError(task_id) from None
+                if _telemetry.active and operation is not None:
+                    _telemetry.store_conflict(self.backend, operation)
                 if time.monotonic() >= deadline:
                     raise ConflictError.of_task(task_id, attempts) from conflict
                 # Full jitter keeps racing writers from retrying in lockstep.

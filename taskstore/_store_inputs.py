@@ -51,7 +51,7 @@ class InputRequestsMixin(StoreCore):
             keys[:] = new_keys
             return Change(stamped(changed, now), status_changed=status_changed, notify=True)
 
-        return self._mutate(task_id, owner, apply), keys
+        return self._mutate(task_id, owner, apply, operation="request_input"), keys
 
     def answer_input(self, task_id: str, owner: str, responses: Mapping[str, Any]) -> TaskRecord:
         """Merge client answers into the task's outstanding input requests: answered keys
@@ -71,7 +71,7 @@ class InputRequestsMixin(StoreCore):
             changed, status_changed = merged
             return Change(stamped(changed, now), status_changed=status_changed, notify=True)
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="answer_input")
 
     def take_input(
         self, task_id: str, owner: str, keys: Sequence[str]
@@ -93,7 +93,7 @@ class InputRequestsMixin(StoreCore):
             taken.update(answers)
             return Change(changed)
 
-        self._mutate(task_id, owner, apply)
+        self._mutate(task_id, owner, apply, operation="take_input")
         return dict(taken) if len(taken) == len(set(keys)) else None
 
     def wait_for_change(self, task_id: str, owner: str, version: int, timeout: float) -> None:
@@ -109,17 +109,18 @@ class InputRequestsMixin(StoreCore):
         key = self._key(task_id, owner)
         deadline = time.monotonic() + max(0.0, timeout)
         pause = OUTAGE_FIRST_PAUSE_S
-        while True:
-            try:
-                with self._operation(deadline):
-                    self.backend.wait_for_change(
-                        key, version, max(0.0, deadline - time.monotonic())
-                    )
-                return
-            except BackendError as exc:
-                if not exc.transient:
-                    raise
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            pause = pause_for_outage(pause, remaining)
+        with self._traced("wait_for_change", task_id):
+            while True:
+                try:
+                    with self._operation(deadline):
+                        self.backend.wait_for_change(
+                            key, version, max(0.0, deadline - time.monotonic())
+                        )
+                    return
+                except BackendError as exc:
+                    if not exc.transient:
+                        raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                pause = pause_for_outage(pause, remaining)

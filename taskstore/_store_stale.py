@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from taskstore import telemetry as _telemetry
 from taskstore._keys import is_key_text
 from taskstore._store_core import Change, StoreCore, stamped
 from taskstore.backends.base import ListPosition, ScanningBackend, VersionedRecord
@@ -56,7 +57,7 @@ class StaleTasksMixin(StoreCore):
                 validate_transition(task_id, record.status, record.status)
             return Change(stamped(record, now))
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="touch")
 
     def fail_stale(
         self,
@@ -125,31 +126,36 @@ class StaleTasksMixin(StoreCore):
             )
 
         failed = 0
-        for stored in candidates:
-            record = decode_record(stored.data, stored.version)
-            if (record.owner, record.task_id) != stored.key:
-                continue  # never act on a record filed under another key
-            if not stale(record, self.clock.now_ms()):
-                continue
-            written = False
+        with self._traced("fail_stale"):
+            for stored in candidates:
+                record = decode_record(stored.data, stored.version)
+                if (record.owner, record.task_id) != stored.key:
+                    continue  # never act on a record filed under another key
+                if not stale(record, self.clock.now_ms()):
+                    continue
+                written = False
 
-            def apply(current: TaskRecord, now: int) -> Change | None:
-                nonlocal written
-                written = stale(current, now)
-                if not written:
-                    return None
-                moved = self._moved(
-                    current, now, TaskStatus.FAILED, checked, outcome_kind=outcome.kind
-                )
-                return Change(moved, outcome, status_changed=True)
+                def apply(current: TaskRecord, now: int) -> Change | None:
+                    nonlocal written
+                    written = stale(current, now)
+                    if not written:
+                        return None
+                    moved = self._moved(
+                        current, now, TaskStatus.FAILED, checked, outcome_kind=outcome.kind
+                    )
+                    return Change(moved, outcome, status_changed=True)
 
-            try:
-                self._mutate(record.task_id, record.owner, apply, known=record)
-            except (TaskNotFoundError, ConflictError):
-                # Deleted or expired meanwhile; or written so busily that it cannot be
-                # abandoned: either way not a task to fail now.
-                continue
-            failed += written
+                try:
+                    self._mutate(
+                        record.task_id, record.owner, apply, known=record, operation="fail"
+                    )
+                except (TaskNotFoundError, ConflictError):
+                    # Deleted or expired meanwhile; or written so busily that it cannot be
+                    # abandoned: either way not a task to fail now.
+                    continue
+                failed += written
+                if written and _telemetry.active:
+                    _telemetry.task_ended(self.backend, TaskStatus.FAILED.value)
         return failed
 
     # -- where candidates come from ---------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 
 from taskstore._keys import printable
 from taskstore._store_core import OUTAGE_FIRST_PAUSE_S, StoreCore, pause_for_outage
+from taskstore.backends.base import RecordKey
 from taskstore.errors import BackendError, TaskNotFoundError
 from taskstore.record import TaskRecord
 
@@ -39,6 +40,11 @@ class WaitingMixin(StoreCore):
             ``retry_deadline_ms`` (nothing tells how long the task lives yet).
         """
         key = self._key(task_id, owner)
+        with self._traced("wait", task_id):
+            return self._wait(key, timeout)
+
+    def _wait(self, key: RecordKey, timeout: float | None) -> TaskRecord:
+        task_id = key[1]
         started = time.monotonic()
         deadline = None if timeout is None else started + max(0.0, timeout)
         record: TaskRecord | None = None

@@ -1,4 +1,5 @@
-"""Command line: ``python -m taskstore demo | serve | dynamodb create-table``, and the
+"""Command line: ``python -m taskstore demo | serve | tasks ... | dynamodb create-table | sql
+create-schema | sql show-schema``, and the
 command line of server scripts (:func:`run_cli`). Every command-line concern lives here.
 """
 
@@ -74,7 +75,52 @@ def _build_parser() -> argparse.ArgumentParser:
     create_table.add_argument("name")
     create_table.add_argument("--endpoint-url", default=None)
     create_table.add_argument("--region", default=None)
+
+    from taskstore._cli_tasks import add_tasks_parser
+
+    add_tasks_parser(commands)
+
+    sql = commands.add_parser("sql", help="SQL schema helpers (sqlite:///, postgresql://)")
+    sql_commands = sql.add_subparsers(dest="sql_command", required=True)
+    create_schema = sql_commands.add_parser(
+        "create-schema", help="create the store's tables (idempotent)"
+    )
+    create_schema.add_argument("url", help="the store URL (sqlite:///... or postgresql://...)")
+    show_schema = sql_commands.add_parser(
+        "show-schema", help="print the SQL that creates the store's tables, nothing else"
+    )
+    show_schema.add_argument("url", help="the store URL (sqlite:///... or postgresql://...)")
     return parser
+
+
+def _sql_command(command: str, url: str) -> int:
+    """``sql create-schema|show-schema URL``: 0 on success, 2 for a URL of a store without a
+    schema or a bad URL, 1 when the database failed."""
+    from taskstore._open import backend_url
+    from taskstore.backends import backend_class, split_url
+    from taskstore.backends._sql import SchemaManagedBackend
+    from taskstore.errors import BackendError, ConfigurationError, MissingDependencyError
+
+    try:
+        target = backend_url(url)
+        cls = backend_class(split_url(target)[0])
+        if not isinstance(cls, SchemaManagedBackend):
+            raise ConfigurationError(
+                f"{split_url(target)[0]}:// stores have no SQL schema (sqlite:/// and "
+                f"postgresql:// do)"
+            )
+        if command == "show-schema":
+            sys.stdout.write(cls.schema_sql(target))
+            return 0
+        cls.create_schema(target)
+    except (ConfigurationError, MissingDependencyError) as exc:
+        print(f"taskstore sql {command}: {exc}", file=sys.stderr)
+        return 2
+    except BackendError as exc:
+        print(f"taskstore sql {command}: the database failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"taskstore sql create-schema: the schema is in place at {_redacted(url)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         DynamoDbBackend.create_table(args.name, endpoint_url=args.endpoint_url, region=args.region)
         print(f"created table {args.name}")
         return 0
+    if args.command == "sql":
+        return _sql_command(args.sql_command, args.url)
+    if args.command == "tasks":
+        from taskstore._cli_tasks import run_tasks
+
+        return run_tasks(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -21,18 +21,20 @@ compare-and-set), :mod:`taskstore._store_checks` (input checks), :mod:`taskstore
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
 
+from taskstore import telemetry as _telemetry
 from taskstore._keys import decode_cursor, encode_cursor, is_key_text
 from taskstore._keys import new_task_id as _new_task_id
+from taskstore._store_admin import AdminMixin, OldestTask, ScanResult, StoreStats
 from taskstore._store_checks import RESULT_MAX_DEPTH as _RESULT_MAX_DEPTH
 from taskstore._store_checks import StoreChecks
 from taskstore._store_core import Change as _Change
 from taskstore._store_inputs import InputRequestsMixin
-from taskstore._store_stale import StaleTasksMixin
 from taskstore._store_waits import WaitingMixin
 from taskstore.backends.base import (
     ListPosition,
@@ -68,13 +70,30 @@ from taskstore.security import SecurityConfig, is_anonymous
 from taskstore.states import TaskStatus, validate_transition
 from taskstore.types import Task
 
-__all__ = ["RecordCallback", "StatusCallback", "TaskPage", "TaskStore"]
+__all__ = [
+    "OldestTask",
+    "RecordCallback",
+    "ScanResult",
+    "StatusCallback",
+    "StoreStats",
+    "TaskPage",
+    "TaskStore",
+]
 
 _log = logging.getLogger("taskstore.store")
 
 
 _MIN_BACKOFF_S = 0.001
 _MAX_BACKOFF_S = 0.1
+# The store operation (telemetry's db.operation.name) that finishes a task with each status.
+_FINISHES = {
+    TaskStatus.COMPLETED: "complete",
+    TaskStatus.FAILED: "fail",
+    TaskStatus.CANCELLED: "cancel",
+}
+# What ping() reads: a key no generated task id can have (reading it is harmless anyway, and
+# its answer, found or not, is never used).
+_PING_KEY = ("\x00taskstore", "\x00ping")
 
 
 class TaskPage(NamedTuple):
@@ -86,7 +105,7 @@ class TaskPage(NamedTuple):
 
 
 
-class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
+class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
     """Owner-scoped MCP tasks over a :class:`~taskstore.backends.base.StorageBackend`.
 
     Thread-safe: one store may be shared by every thread of a process, and several processes
@@ -98,6 +117,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
     :param security: quota and anonymous policy (:class:`SecurityConfig`).
     :param clock: time source (epoch ms); inject a :class:`~taskstore.clock.ManualClock` in
         tests instead of sleeping.
+    :param deployment_key: see :attr:`deployment_key` (``taskstore.open`` sets it).
     """
 
     def __init__(
@@ -107,8 +127,15 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
         config: StoreConfig | None = None,
         security: SecurityConfig | None = None,
         clock: Clock | None = None,
+        deployment_key: bytes | None = None,
     ) -> None:
         self.backend = backend
+        #: A secret shared by every process whose store was opened on the same storage URL
+        #: (:func:`taskstore.open` derives it from the URL, credentials included, for every
+        #: backend but ``memory://``), or ``None``. The MCP layer signs with it what one
+        #: worker issues and another must accept (session ids, ``requestState``) when no key
+        #: is configured. Never sent anywhere.
+        self.deployment_key = deployment_key
         self.config = config if config is not None else StoreConfig()
         self.security = security if security is not None else SecurityConfig()
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -210,7 +237,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
             request=request,
         )
         try:
-            with self._operation():
+            with self._recorded("create", record.task_id):
                 version = self.backend.create(
                     (owner, record.task_id),
                     encode_record(record),
@@ -225,6 +252,8 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
             # The caller never saw the id; without it an unknown outcome could not be resolved.
             exc.task_id = record.task_id
             raise
+        if _telemetry.active:
+            _telemetry.task_created(self.backend)
         return msgspec.structs.replace(record, version=version)
 
     def get(self, task_id: str, owner: str) -> TaskRecord:
@@ -233,7 +262,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
         :raises TaskNotFoundError: unknown, expired, or another owner's task.
         """
         key = self._key(task_id, owner)
-        with self._operation():
+        with self._recorded("get", task_id):
             return self._read(key)[0]
 
     def get_result(self, task_id: str, owner: str) -> Outcome:
@@ -244,7 +273,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
         :raises TaskNotFoundError: unknown, expired, or another owner's task.
         """
         key = self._key(task_id, owner)
-        with self._operation():
+        with self._recorded("get_result", task_id):
             record, stored = self._read_outcome(key)
         if record.status is TaskStatus.CANCELLED:
             raise TaskCancelledError(task_id)
@@ -284,7 +313,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
         if not is_key_text(owner):
             return TaskPage([], None)
         try:
-            with self._operation():
+            with self._recorded("list"):
                 stored = self.backend.list_by_prefix(
                     owner, after, limit + 1, now_ms=self.clock.now_ms()
                 )
@@ -307,8 +336,24 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
     def cleanup_expired(self) -> int:
         """Reclaim expired tasks' storage; return how many were removed. Expired tasks are
         already invisible; this only frees space (backends with native TTL do it themselves)."""
-        with self._operation():
+        with self._recorded("cleanup_expired"):
             return self.backend.cleanup_expired(self.clock.now_ms())
+
+    def ping(self, timeout_s: float | None = None) -> None:
+        """Check that the storage answers: one cheap read (a key no task can have), in the
+        health checks of :class:`~taskstore.http.McpWsgiApp` and operator tools.
+
+        Transient faults are retried until ``retry_deadline_ms`` or ``timeout_s``, whichever
+        comes first (a call blocked in the driver may still take its own socket timeout).
+
+        :raises BackendError: the storage did not answer.
+        """
+        cap = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._traced("ping"), self._operation(cap):
+            try:
+                self.backend.get(_PING_KEY, now_ms=self.clock.now_ms())
+            except RecordNotFound:
+                pass
 
     # -- mutations -----------------------------------------------------------------------
 
@@ -335,7 +380,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
             validate_transition(task_id, record.status, target)
             return _Change(self._moved(record, now, target, message), status_changed=True)
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="update_status")
 
     def set_message(self, task_id: str, owner: str, message: str | None) -> TaskRecord:
         """Change only the ``statusMessage`` of a non-terminal task.
@@ -354,7 +399,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
             )
             return _Change(msgspec.structs.replace(record, task=task))
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="set_message")
 
     def set_variables(self, task_id: str, owner: str, variables: Mapping[str, Any]) -> TaskRecord:
         """Merge ``variables`` into the task's variables (``None`` deletes a key).
@@ -370,7 +415,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
         def apply(record: TaskRecord, now: int) -> _Change:
             return self._merged(record, now, variables)
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="set_variables")
 
     def update_variables(
         self,
@@ -396,7 +441,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
                 raise InvalidParamsError("Variables must be a JSON object")
             return self._merged(record, now, changes)
 
-        return self._mutate(task_id, owner, apply)
+        return self._mutate(task_id, owner, apply, operation="update_variables")
 
     def complete(
         self, task_id: str, owner: str, result: Any, *, message: str | None = None
@@ -542,8 +587,10 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, StaleTasksMixin):
             )
             return _Change(moved, outcome, status_changed=True)
 
-        record = self._mutate(task_id, owner, apply)
+        record = self._mutate(task_id, owner, apply, operation=_FINISHES[target])
         if not repeated:
+            if _telemetry.active:
+                _telemetry.task_ended(self.backend, target.value)
             return record
         if outcome is None:
             return record

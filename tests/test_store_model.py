@@ -587,6 +587,8 @@ BUDGETS: dict[str, tuple[int, int]] = {
     "redis_cluster": (20, 20),
     "moto": (10, 20),
     "dynamodb_local": (15, 20),
+    "sqlite": (60, 30),
+    "postgres": (40, 25),
 }
 DEFAULT_BUDGET = (10, 15)
 

@@ -75,6 +75,15 @@ for _scheme in ("redis", "rediss", "unix"):
     register_backend(
         _scheme, "taskstore.backends.redis", "RedisBackend", drivers=("redis",), extra="redis"
     )
+register_backend("sqlite", "taskstore.backends.sqlite", "SqliteBackend")
+for _scheme in ("postgresql", "postgres"):
+    register_backend(
+        _scheme,
+        "taskstore.backends.postgres",
+        "PostgresBackend",
+        drivers=("psycopg", "psycopg_pool"),
+        extra="postgres",
+    )
 register_backend(
     "dynamodb",
     "taskstore.backends.dynamodb",

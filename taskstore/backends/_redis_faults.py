@@ -35,7 +35,7 @@ import redis.exceptions
 from redis.backoff import EqualJitterBackoff
 from redis.retry import Retry
 
-from taskstore.backends.base import retry_deadline
+from taskstore.backends.base import note_retry, retry_deadline
 from taskstore.errors import BackendError
 
 __all__ = [
@@ -216,6 +216,7 @@ class Retrier:
             attempts.failed(error)
             if not is_transient(error) or time.monotonic() >= deadline:
                 raise _Stop() from error
+            note_retry("redis", operation)  # redis-py's loop retries once this returns
 
         try:
             return _RETRY.call_with_retry(lambda: attempts.run(do), failed)

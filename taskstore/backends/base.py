@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 import msgspec
 
+from taskstore import telemetry as _telemetry
 from taskstore.config import DEFAULT_RETRY_DEADLINE_MS, MAX_EXPIRES_AT_MS
 from taskstore.errors import InvalidCursorError, InvalidParamsError, QuotaExceededError
 
@@ -69,6 +70,7 @@ __all__ = [
     "encode_scan_cursor",
     "key_bytes",
     "key_str",
+    "note_retry",
     "now_ms",
     "quota_exceeded",
     "retry_deadline",
@@ -114,6 +116,18 @@ def retrying_until(deadline: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+def note_retry(backend: str, operation: str) -> None:
+    """Report one retry of a transient fault to telemetry (``taskstore.backend.retries``,
+    :mod:`taskstore.telemetry`): a backend calls it each time it is about to repeat a call
+    that failed transiently, before its backoff.
+
+    :param backend: the backend's ``db.system.name`` (``"redis"``, ``"aws.dynamodb"``,
+        ``"sqlite"``, ``"postgresql"``; a third-party backend its own name).
+    :param operation: the backend's name of the call (a small fixed set: never a key).
+    """
+    _telemetry.backend_retry(backend, operation)
 
 
 def check_expiry(expires_at_ms: object) -> None:

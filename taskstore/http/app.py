@@ -21,6 +21,9 @@ What official MCP clients need (DESIGN §9), and what this endpoint does:
   unfinished tasks would become unreachable (:class:`~taskstore.mcp.sessions.SessionManager`);
   when none may go, ``initialize`` gets HTTP 503 with ``Retry-After`` and a JSON-RPC error
   (code -32000).
+- ``GET /healthz`` (``health_path``) answers 200 ``{"status": "ok"}`` when the store answers
+  a cheap probe within ``health_timeout_s``, else 503 ``{"status": "unavailable"}``; it needs
+  no session, ignores the Origin rule below and never describes the configuration.
 - ``GET`` with a session opens its SSE stream of ``notifications/tasks/status`` (and progress);
   one stream per session (a second → 409); without a session → 400.
 - Protocol versions ``2025-11-25``, ``2025-06-18``, ``2025-03-26``, ``2024-11-05``; an
@@ -45,15 +48,18 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from taskstore import telemetry
 from taskstore.aliases import JsonDict
 from taskstore.errors import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, AuthenticationError
 from taskstore.http.accept import Accept
 from taskstore.http.auth import Authenticator, OriginPolicy
+from taskstore.http.health import DEFAULT_HEALTH_TIMEOUT_S, HealthCheck
 from taskstore.http.limits import MAX_JSON_DEPTH, json_depth_exceeds
 from taskstore.http.responses import (
     JSON,
@@ -72,7 +78,7 @@ from taskstore.mcp.era import ERA_2025_11_25, Era, era_of
 from taskstore.mcp.jsonrpc import error_response
 from taskstore.mcp.request import RequestContext
 from taskstore.mcp.server import McpServer
-from taskstore.mcp.sessions import CLOSE, Session, SessionManager
+from taskstore.mcp.sessions import CLOSE, Session, SessionManager, SessionTableFull
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -120,6 +126,15 @@ class McpWsgiApp:
     :param max_sessions: live sessions kept at most (see
         :class:`~taskstore.mcp.sessions.SessionManager` for who is evicted to admit a new one,
         and when ``initialize`` gets 503 instead).
+    :param health_path: the path of the health check (``GET``: 200 when the store answers a
+        cheap probe within ``health_timeout_s``, else 503; no session, no Origin rule, nothing
+        about the configuration in the body); ``None``: no health check.
+    :param health_timeout_s: seconds the store has to answer the health probe.
+    :param session_key: signs session ids, so that every worker of a deployment (gunicorn
+        with several workers) accepts the sessions the others started; default
+        ``$TASKSTORE_SESSION_KEY``, else the store's
+        :attr:`~taskstore.TaskStore.deployment_key` (the same in every worker opened on one
+        storage URL), else random (see :mod:`taskstore.mcp.sessions`).
     """
 
     def __init__(
@@ -136,8 +151,13 @@ class McpWsgiApp:
         keepalive_s: float = 15.0,
         session_idle_timeout_s: float = 3600.0,
         max_sessions: int = 10_000,
+        session_key: bytes | str | None = None,
+        health_path: str | None = "/healthz",
+        health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S,
     ) -> None:
         self.server = server
+        self.health_path = health_path
+        self.health = HealthCheck(server.store, health_timeout_s)
         self.authenticate = authenticate
         self.require_auth = require_auth
         self.origins = OriginPolicy(loopback_only=loopback_only, allowed_origins=allowed_origins)
@@ -146,7 +166,10 @@ class McpWsgiApp:
         self.max_json_depth = max_json_depth
         self.keepalive_s = keepalive_s
         self.sessions = SessionManager(
-            idle_timeout_s=session_idle_timeout_s, max_sessions=max_sessions, store=server.store
+            idle_timeout_s=session_idle_timeout_s,
+            max_sessions=max_sessions,
+            store=server.store,
+            key=session_key,
         )
 
     @property
@@ -157,10 +180,12 @@ class McpWsgiApp:
     def close(self) -> None:
         """End every session and stream (server shutdown)."""
         self.sessions.close()
+        self.health.close()
 
     # -- WSGI ----------------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
         try:
             response = self._dispatch(environ)
         except Exception:  # noqa: BLE001 - never an HTTP 500 or a traceback on the wire
@@ -169,10 +194,21 @@ class McpWsgiApp:
                 200, error_response(None, {"code": INTERNAL_ERROR, "message": "Internal error"})
             )
         start_response(response.status_line, response.headers)
-        body = response.body
+        # http.server.request.duration: a streamed body is timed until it ends.
+        body = telemetry.http_request(
+            environ, response.status, response.rpc_error_code, started, response.body
+        )
         return [body] if isinstance(body, bytes) else body
 
     def _dispatch(self, environ: WSGIEnvironment) -> Response:
+        # Before the endpoint's own rules: load balancers and orchestrators probe with their
+        # own Host headers and no Origin, and need no session.
+        if self.health_path is not None and environ.get("PATH_INFO") == self.health_path:
+            if environ.get("REQUEST_METHOD") == "GET":
+                return self.health.response()
+            return http_error(
+                405, INVALID_REQUEST, "Method not allowed", headers=[("Allow", "GET")]
+            )
         if self.path is not None and environ.get("PATH_INFO", "") not in (
             self.path,
             self.path + "/",
@@ -215,14 +251,27 @@ class McpWsgiApp:
         session_id = environ.get("HTTP_MCP_SESSION_ID")
         if not session_id:
             return http_error(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header required")
+        version = environ.get("HTTP_MCP_PROTOCOL_VERSION")
+        supported = version is None or version in SUPPORTED_PROTOCOL_VERSIONS
         session = self.sessions.get(session_id)
         caller = Caller.resolve(auth=auth, session_id=session_id)
+        if session is None:
+            # Started by another worker of this deployment (its signature says so)?
+            try:
+                session = self.sessions.adopt(
+                    session_id, caller, version if supported and version else ""
+                )
+            except SessionTableFull:
+                return busy_error(
+                    None,
+                    "Server busy: every session holds unfinished tasks; retry later",
+                    self.sessions.retry_after_s,
+                )
         # A session is bound to the identity that created it: another identity presenting its
         # id gets the same answer as for a session that does not exist.
         if session is None or caller.owner != session.caller.owner:
             return http_error(404, INVALID_REQUEST, "Session not found")
-        version = environ.get("HTTP_MCP_PROTOCOL_VERSION")
-        if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
+        if not supported:
             return http_error(
                 400,
                 INVALID_REQUEST,
@@ -300,6 +349,7 @@ class McpWsgiApp:
                     None, {"code": INVALID_REQUEST, "message": refusal or "Invalid Request"}
                 ),
             )
+        environ[telemetry.ENVIRON_MCP_METHOD] = message.get("method")  # its metric attribute
         if not era.sessions:
             return self._stateless(environ, message, auth, era)
         if message.get("method") == "initialize" and "id" in message:
@@ -357,7 +407,8 @@ class McpWsgiApp:
         return json_response(era.http_status(reply), reply)
 
     def _initialize(self, message: JsonDict, auth: AuthContext | None) -> Response:
-        session_id = SessionManager.new_id()
+        identified = Caller.resolve(auth=auth)
+        session_id = self.sessions.issue(identified.owner if identified.identified else "")
         caller = Caller.resolve(auth=auth, session_id=session_id)
         session = Session(id=session_id, caller=caller, protocol_version="")
         ctx = RequestContext(caller=caller, sender=session.outbox, era=ERA_2025_11_25)

@@ -57,6 +57,10 @@ REASONS = {
 class Response:
     """A status, headers and a body (bytes, or an iterable of chunks for a stream)."""
 
+    #: The JSON-RPC error code of a JSON reply that is an error, for telemetry
+    #: (:func:`json_response` sets it); ``None`` otherwise.
+    rpc_error_code: int | None = None
+
     def __init__(
         self,
         status: int,
@@ -83,7 +87,11 @@ def json_response(
     status: int, message: JsonDict, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
     """One JSON message."""
-    return Response(status, _encoder.encode(message), content_type=JSON, headers=headers)
+    response = Response(status, _encoder.encode(message), content_type=JSON, headers=headers)
+    error = message.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), int):
+        response.rpc_error_code = error["code"]
+    return response
 
 
 def http_error(status: int, code: int, text: str, **kwargs: Any) -> Response:

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from taskstore import telemetry
 from taskstore.errors import ConfigurationError
 
 __all__ = ["FairScheduler", "default_per_owner"]
@@ -84,6 +85,8 @@ class FairScheduler:
         self._waiting: dict[str, _Job] = {}  # key → its waiting job (discard without a scan)
         self._busy = 0
         self._closed = False
+        # taskstore.runner.queue_depth and .running read queued() and running() when collected.
+        telemetry.track_scheduler(self)
 
     def __repr__(self) -> str:
         return (

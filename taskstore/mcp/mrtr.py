@@ -64,13 +64,27 @@ def _unb64(text: str) -> bytes:
 class RequestStateCodec:
     """Seals and opens ``requestState`` values. Thread-safe.
 
-    :param key: the signing key; default: ``$TASKSTORE_REQUEST_STATE_KEY``, else random.
+    :param key: the signing key; default: ``$TASKSTORE_REQUEST_STATE_KEY``, else
+        ``deployment_key`` (derived, so it differs from the session key), else random.
     :param max_age_s: how long a state stays valid.
+    :param deployment_key: a secret shared by every worker of the deployment
+        (:attr:`TaskStore.deployment_key <taskstore.TaskStore.deployment_key>`), so a state
+        sealed by one worker opens on another.
     """
 
-    def __init__(self, key: bytes | str | None = None, *, max_age_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        key: bytes | str | None = None,
+        *,
+        max_age_s: float = 600.0,
+        deployment_key: bytes | None = None,
+    ) -> None:
         if key is None:
-            key = os.environ.get(KEY_ENV) or secrets.token_bytes(32)
+            key = os.environ.get(KEY_ENV) or None
+        if key is None and deployment_key is not None:
+            key = hmac.new(deployment_key, b"mcp requestState", hashlib.sha256).digest()
+        if key is None:
+            key = secrets.token_bytes(32)
         self._key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         self.max_age_s = max_age_s
 

@@ -36,6 +36,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from taskstore import telemetry
 from taskstore.aliases import JsonDict, RequestId
 from taskstore.context import TaskContext
 from taskstore.errors import (
@@ -371,7 +372,11 @@ class ToolRunner:
             with self._lock:
                 self._inline[key] = ctx
         try:
-            return to_call_tool_result(spec.handler(arguments, ctx))
+            with telemetry.tool_run(spec.name) as run:
+                result = to_call_tool_result(spec.handler(arguments, ctx))
+                if is_error_result(result):
+                    run.failed("tool_error")
+            return result
         except ToolError as exc:
             return exc.to_result()
         except TaskCancelled:
@@ -430,7 +435,14 @@ class ToolRunner:
             self._tasks[record.task_id] = (ctx, caller)
         projection = request.projection
         job = functools.partial(
-            self._run_task, spec, arguments, ctx, caller, projection, record.expires_at_ms
+            self._run_task,
+            spec,
+            arguments,
+            ctx,
+            caller,
+            projection,
+            record.expires_at_ms,
+            telemetry.current_context(),  # the tool's span joins this request's trace
         )
         try:
             self._scheduler.submit(caller.owner, record.task_id, job)
@@ -479,6 +491,7 @@ class ToolRunner:
         caller: Caller,
         projection: Projection,
         expires_at_ms: int | None,
+        trace_parent: Any = None,
     ) -> None:
         task_id = ctx.task_id
         assert task_id is not None
@@ -489,7 +502,10 @@ class ToolRunner:
             except BackendError:
                 pass  # cannot tell now: run it; its outcome is stored once the storage is back
             try:
-                result = to_call_tool_result(spec.handler(arguments, ctx))
+                with telemetry.tool_run(spec.name, task_id, trace_parent) as run:
+                    result = to_call_tool_result(spec.handler(arguments, ctx))
+                    if is_error_result(result):
+                        run.failed("tool_error")
             except TaskCancelled:
                 _log.debug("tool %s stopped: task %s was cancelled", spec.name, task_id)
                 return

@@ -95,8 +95,9 @@ class McpServer:
         backend that can scan across owners (every bundled one). Default ``None``: off.
     :param result_timeout: cap in seconds on a blocking ``tasks/result`` (``None``: none).
     :param request_state_key: signs the ``requestState`` of MCP 2026-07-28 calls that need
-        input (default: ``$TASKSTORE_REQUEST_STATE_KEY``, else a random key of this process;
-        processes behind one endpoint need the same key).
+        input (default: ``$TASKSTORE_REQUEST_STATE_KEY``, else one derived from the store's
+        :attr:`~taskstore.TaskStore.deployment_key`, which every worker opened on the same
+        storage URL shares, else a random key of this process).
     :param cache_ttl_ms: the ``ttlMs`` caching hint of MCP 2026-07-28 ``server/discover``,
         ``tools/list`` and ``prompts/list``.
     """
@@ -153,7 +154,9 @@ class McpServer:
             observe_call=self._observe_call,
             server_info={"name": self.name, "version": self.version},
             instructions=instructions,
-            state_codec=RequestStateCodec(request_state_key),
+            state_codec=RequestStateCodec(
+                request_state_key, deployment_key=store.deployment_key
+            ),
             task_router=ExtensionTaskRouter(store),
             cache_ttl_ms=cache_ttl_ms,
         )

@@ -8,12 +8,30 @@ session's GET stream open and dropped otherwise (the spec makes them optional; c
 
 Admission (:meth:`SessionManager.add`) never evicts a session whose end would strand
 unfinished work: see :class:`SessionManager`.
+
+**Several workers, one deployment.** Session ids are signed (:meth:`SessionManager.issue`):
+128 random bits, the id of the issuing worker, and an HMAC under the deployment's session key
+binding the id to the identity that created it. A worker that meets a valid id issued by
+another worker (gunicorn with several workers, processes behind a load balancer) adopts the
+session (:meth:`SessionManager.adopt`), so a client's session, and an anonymous client's tasks
+(owned by its session id), are reachable whichever worker answers, on any durable store. The
+key is ``McpWsgiApp(session_key=...)``, else ``$TASKSTORE_SESSION_KEY``, else the store's
+:attr:`~taskstore.TaskStore.deployment_key` (shared by every worker opened on the same
+storage URL), else random per process (``memory://``: nothing to share). The signature only
+tells a deployment's ids from made-up ones; a session's secrecy is its random part, which the
+key does not reveal. A session ended on one worker (``DELETE``, eviction, idle expiry) is
+refused by that worker from then on; other workers learn of it only by their own idle expiry.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
 import math
+import os
 import queue
 import secrets
 import threading
@@ -27,12 +45,53 @@ from taskstore.mcp.auth import Caller
 from taskstore.mcp.jsonrpc import JsonDict
 from taskstore.store import TaskStore
 
-__all__ = ["CLOSE", "Outbox", "Session", "SessionManager", "holds_unfinished_tasks"]
+__all__ = [
+    "CLOSE",
+    "SESSION_KEY_ENV",
+    "Outbox",
+    "Session",
+    "SessionManager",
+    "SessionTableFull",
+    "holds_unfinished_tasks",
+    "session_binding",
+]
 
 _log = logging.getLogger("taskstore.wsgi")
 
 #: Put on an outbox queue to end the stream reading it.
 CLOSE: JsonDict = {}
+
+#: The environment variable holding the session-signing key shared by a deployment's workers.
+SESSION_KEY_ENV = "TASKSTORE_SESSION_KEY"
+
+_NONCE_BYTES = 16
+_WORKER_BYTES = 8
+_MAC_BYTES = 12
+_ID_BYTES = _NONCE_BYTES + _WORKER_BYTES + _MAC_BYTES  # 36: base64 without padding
+_ID_CHARS = _ID_BYTES // 3 * 4
+
+
+class SessionTableFull(Exception):
+    """A valid session could not be adopted: every live session here may not be evicted
+    (answer "busy, retry after :attr:`SessionManager.retry_after_s`")."""
+
+
+def session_binding(caller: Caller) -> str:
+    """What a session id is bound to: the authenticated owner, or ``""`` for a session whose
+    tasks the session id itself owns (the caller is then identified by the id alone)."""
+    if caller.session_id is not None and caller.owner == caller.session_id:
+        return ""
+    return caller.owner
+
+
+def _session_key(given: bytes | str | None, store: TaskStore | None) -> bytes:
+    if given is None:
+        given = os.environ.get(SESSION_KEY_ENV) or None
+    if given is None and store is not None and store.deployment_key is not None:
+        given = hmac.new(store.deployment_key, b"mcp session ids", hashlib.sha256).digest()
+    if given is None:
+        return secrets.token_bytes(32)
+    return given.encode("utf-8") if isinstance(given, str) else bytes(given)
 
 
 class Outbox:
@@ -178,6 +237,8 @@ class SessionManager:
     :param recheck_s: seconds before a busy holder is asked about again.
     :param max_probes: holders asked about per admission, at most (bounds the store reads a
         flood of ``initialize`` calls can cause).
+    :param key: the session-signing key shared by the deployment's workers (see the module
+        docs for the default).
     """
 
     def __init__(
@@ -188,7 +249,13 @@ class SessionManager:
         store: TaskStore | None = None,
         recheck_s: float = 5.0,
         max_probes: int = 8,
+        key: bytes | str | None = None,
     ) -> None:
+        self._key = _session_key(key, store)
+        self._worker = secrets.token_bytes(_WORKER_BYTES)
+        # Sessions that ended here, newest last (bounded): never adopted again by this worker.
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._max_ended = max(1024, min(max_sessions * 2, 100_000))
         self.idle_timeout_s = idle_timeout_s
         self.max_sessions = max_sessions
         self.store = store
@@ -204,8 +271,54 @@ class SessionManager:
 
     @staticmethod
     def new_id() -> str:
-        """A fresh session id: visible ASCII only, as the transport spec requires."""
+        """A fresh unsigned session id (visible ASCII only, as the transport spec requires),
+        for sessions no other worker needs to accept; see :meth:`issue`."""
         return secrets.token_urlsafe(24)
+
+    def issue(self, binding: str) -> str:
+        """A fresh signed session id bound to ``binding`` (:func:`session_binding` of the
+        caller that will own the session): URL-safe base64, visible ASCII only."""
+        head = secrets.token_bytes(_NONCE_BYTES) + self._worker
+        return base64.urlsafe_b64encode(head + self._mac(head, binding)).decode("ascii")
+
+    def adopt(self, session_id: str, caller: Caller, protocol_version: str) -> Session | None:
+        """Take over a session another worker of the deployment issued.
+
+        :returns: the adopted session (registered as by :meth:`add`), or ``None`` when
+            ``session_id`` is not a valid id of this deployment for ``caller``, was issued by
+            this worker (its sessions are known here or are over) or ended here.
+        :raises SessionTableFull: the table is full of sessions that may not be evicted.
+        """
+        raw = self._decode(session_id)
+        if raw is None or raw[_NONCE_BYTES:-_MAC_BYTES] == self._worker:
+            return None
+        head, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(head, session_binding(caller))):
+            return None
+        with self._lock:
+            if session_id in self._ended:
+                return None
+            known = self._sessions.get(session_id)
+        if known is not None:  # adopted meanwhile by a concurrent request
+            return known
+        session = Session(id=session_id, caller=caller, protocol_version=protocol_version)
+        if not self.add(session):
+            raise SessionTableFull(session_id)
+        return session
+
+    def _mac(self, head: bytes, binding: str) -> bytes:
+        message = head + binding.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    @staticmethod
+    def _decode(session_id: str) -> bytes | None:
+        if len(session_id) != _ID_CHARS:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(session_id.encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return None
+        return raw if len(raw) == _ID_BYTES else None
 
     @property
     def retry_after_s(self) -> int:
@@ -372,6 +485,9 @@ class SessionManager:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        self._ended[session_id] = None
+        if len(self._ended) > self._max_ended:
+            self._ended.popitem(last=False)
         self._plain.pop(session_id, None)
         self._holders.pop(session_id, None)
         session.outbox.end()

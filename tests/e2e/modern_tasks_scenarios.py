@@ -19,6 +19,8 @@ because the scenarios run under two interpreters:
     completed, one answered through the elicitation handler, one with an ``isError`` result,
     while the legacy client below works on the same server (both connect, then meet at the
     barrier before their first call).
+  - ``demo_tools`` (examples/wsgi_app.py under gunicorn, tests/e2e/test_gunicorn.py): the
+    demo tools of ``taskstore serve``, a task awaited and fetched.
 
 - The official ``mcp<2`` venv (.ci/setup-mcp-client.sh), MCP 2025-11-25 sessions:
 
@@ -330,6 +332,33 @@ async def modern_side(url: str, token: str | None, barrier_dir: str | None) -> d
     return out
 
 
+async def demo_tools(url: str, token: str | None, barrier_dir: str | None) -> dict[str, Any]:
+    """The demo tools of ``taskstore serve`` (examples/wsgi_app.py): ``long_job`` as a task,
+    awaited and its result fetched; ``word_count`` through ``call_tool``; ``confirm_action``
+    answered through the elicitation handler."""
+    from fastmcp_tasks import call_tool_task
+
+    wire, asked = Wire(), []
+    out: dict[str, Any] = {}
+    client = connect(url, wire, asked, token)
+    async with client:
+        out["protocolVersion"] = client.protocol_version
+        job = await call_tool_task(client, "long_job", {"steps": 3, "interval": 0.05})
+        out["job"] = {"created": dump(job.create_result), "final": dump(await job.wait(timeout=30))}
+        result = await job.result()
+        out["job"]["result"] = {"structured": result.structured_content, **text_of(result)}
+        counted = await client.call_tool("word_count", {"text": "one two three"})
+        out["wordCount"] = {"structured": counted.structured_content, "isError": counted.is_error}
+        out["confirm"] = text_of(await client.call_tool("confirm_action", {"action": "ship"}))
+        out["confirm"]["asked"] = list(asked)
+    out["wire"] = [
+        {k: x[k] for k in ("method", "taskId", "status")}
+        for x in wire.exchanges
+        if x["method"] in RECORDED
+    ]
+    return out
+
+
 # -- the official mcp<2 client (MCP 2025-11-25) ----------------------------------------------
 
 
@@ -444,6 +473,7 @@ async def legacy_start(url: str, token: str | None, barrier_dir: str | None) -> 
 SCENARIOS: dict[str, Callable[[str, str | None, str | None], Awaitable[dict[str, Any]]]] = {
     "lifecycle": lifecycle,
     "modern_side": modern_side,
+    "demo_tools": demo_tools,
     "legacy_side": legacy_side,
     "legacy_start": legacy_start,
 }

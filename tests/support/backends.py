@@ -18,6 +18,7 @@ __all__ = [
     "NON_ATOMIC_BACKENDS",
     "PLUGINS",
     "REDIS_PARAMS",
+    "SQL_PARAMS",
 ]
 
 #: Test doubles whose conditional writes are not atomic: concurrency tests skip on them.
@@ -31,6 +32,8 @@ DRIVERS: dict[str, tuple[str, ...]] = {
     "redis_cluster": ("redis",),
     "moto": ("boto3", "moto"),
     "dynamodb_local": ("boto3",),
+    "sqlite": (),
+    "postgres": ("psycopg", "psycopg_pool"),
 }
 
 #: Fixture plugins (``support.<module>``) and the drivers they import at module level; a
@@ -38,6 +41,8 @@ DRIVERS: dict[str, tuple[str, ...]] = {
 PLUGINS: dict[str, tuple[str, ...]] = {
     "support.redis_support": ("redis",),
     "support.dynamodb_support": ("boto3",),
+    "support.sqlite_support": (),
+    "support.postgres_support": ("psycopg", "psycopg_pool"),
 }
 
 #: The Redis rows: fakeredis, a real redis-server, a real Redis Cluster.
@@ -61,9 +66,16 @@ DYNAMODB_PARAMS: list[Any] = [
     ),
 ]
 
+#: The SQL rows: SQLite on a temp file (standard library), a real PostgreSQL server.
+SQL_PARAMS: list[Any] = [
+    pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
+    pytest.param("postgres", marks=pytest.mark.postgres, id="postgres"),
+]
+
 #: Every row: what the contract suite, the store tests and the model run over.
 BACKEND_PARAMS: list[Any] = [
     pytest.param("memory", marks=pytest.mark.memory, id="memory"),
     *REDIS_PARAMS,
     *DYNAMODB_PARAMS,
+    *SQL_PARAMS,
 ]

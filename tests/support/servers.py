@@ -39,6 +39,8 @@ INSTALL_HINTS = {
     "boto3": "pip install boto3",
     "botocore": "pip install boto3",
     "moto": "pip install 'moto[dynamodb]'",
+    "psycopg": "pip install 'psycopg[binary,pool]'",
+    "psycopg_pool": "pip install 'psycopg[binary,pool]'",
 }
 
 _markexpr = ""

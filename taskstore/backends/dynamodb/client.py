@@ -34,7 +34,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from taskstore.backends.base import RecordKey, retry_deadline
+from taskstore.backends.base import RecordKey, note_retry, retry_deadline
 from taskstore.errors import BackendError, ConfigurationError, ConflictError
 
 __all__ = [
@@ -301,6 +301,7 @@ class Requests:
                         if operation in _ALL_WRITES and attempts.maybe_applied:
                             error.applied = None
                         raise
+                note_retry("aws.dynamodb", operation)
                 time.sleep(random.uniform(backoff / 2, backoff))
                 backoff = min(backoff * 2, _FAULT_MAX_BACKOFF_S)
         finally:
