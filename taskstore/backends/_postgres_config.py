@@ -2,7 +2,7 @@
 libpq connection string and the backend's own options.
 
 The backend's options (``table``, ``schema``, ``create_schema``, ``pool_min``, ``pool_max``,
-``timeout``, ``wait_slice_s``) are taken out of the query string; the libpq parameters listed
+``timeout``, ``wait_slice_s``, ``prepare``) are taken out of the query string; the libpq parameters listed
 in :data:`LIBPQ_OPTIONS` pass on to the connection string; anything else is refused. Every
 connection is opened with ``default_transaction_isolation`` set to ``read committed`` (in the
 startup packet, so it costs no statement): the quota's advisory lock relies on each statement
@@ -69,6 +69,7 @@ BACKEND_OPTIONS: dict[str, Converter] = {
     "pool_max": to_int,
     "timeout": to_float,
     "wait_slice_s": to_float,
+    "prepare": to_bool,
 }
 
 #: libpq connection parameters accepted in the query string (or as keywords) and passed on.
@@ -131,6 +132,10 @@ class Settings:
     pool_max: int
     timeout: float
     wait_slice_s: float
+    #: Prepare statements server-side once a connection has run them 5 times (psycopg's
+    #: ``prepare_threshold``); off for poolers that cannot keep them (PgBouncer's
+    #: transaction mode before 1.21).
+    prepare: bool
     #: The URL for messages: no password, no query.
     display_url: str
 
@@ -204,6 +209,7 @@ def make_settings(
     pool_max: int = 10,
     timeout: float = 30.0,
     wait_slice_s: float = 1.0,
+    prepare: bool = True,
 ) -> Settings:
     """Validate the backend's options for an already prepared ``conninfo``.
 
@@ -221,8 +227,8 @@ def make_settings(
     for name, seconds in (("timeout", timeout), ("wait_slice_s", wait_slice_s)):
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise ConfigurationError(f"{name} must be a positive number of seconds")
-    if not isinstance(create_schema, bool):
-        raise ConfigurationError("create_schema must be a boolean")
+    if not isinstance(create_schema, bool) or not isinstance(prepare, bool):
+        raise ConfigurationError("create_schema and prepare must be booleans")
     return Settings(
         conninfo=conninfo,
         names=names,
@@ -232,5 +238,6 @@ def make_settings(
         pool_max=pool_max,
         timeout=float(timeout),
         wait_slice_s=float(wait_slice_s),
+        prepare=prepare,
         display_url=display_url(conninfo),
     )

@@ -238,11 +238,13 @@ class Database:
         :raises BackendError: a permanent fault, or transient ones until the deadline.
         """
         self.check_open()
-        backoff = _Backoff(retry_deadline())
+        deadline = retry_deadline()
+        backoff: _Backoff | None = None  # made on the first failure: reads are the hot path
         while True:
             try:
                 return work(self.connection())
             except DRIVER_ERRORS as exc:
+                backoff = backoff or _Backoff(deadline)
                 self._failed(operation, exc, backoff, applied=False)
 
     def write(self, operation: str, body: Callable[[sqlite3.Connection], T]) -> T:

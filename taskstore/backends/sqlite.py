@@ -155,6 +155,14 @@ class SqliteBackend:
         # must still open this file.
         self._path = filename = os.path.abspath(filename)
         self._names: TableNames = table_names(table)
+        # Built once: `get` is the hot path.
+        get_sql = (
+            "SELECT version, expires_at_ms, sort_ms, data{} FROM "
+            + self._names.records
+            + f" WHERE owner = ? AND task_id = ? AND {_LIVE}"
+        )
+        self._get_sql = get_sql.format("")
+        self._get_with_outcome_sql = get_sql.format(", outcome")
         self._db = Database(filename, busy_timeout_ms, "SqliteBackend")
         # Tags this object's event rows, so its poller skips what it delivered itself.
         self._origin = Origin()
@@ -249,19 +257,11 @@ class SqliteBackend:
         :raises RecordNotFound: absent or expired at ``now_ms``.
         :raises BackendError: the file failed.
         """
-        now = _now_ms(now_ms)
-        columns = "version, expires_at_ms, sort_ms, data" + (
-            ", outcome" if include_outcome else ""
-        )
-        sql = (
-            f"SELECT {columns} FROM {self._names.records} "
-            f"WHERE owner = ? AND task_id = ? AND {_LIVE}"
-        )
-        params = (key_bytes(key[0]), key_bytes(key[1]), now)
-        rows = self._db.read("get", lambda conn: conn.execute(sql, params).fetchall())
-        if not rows:
+        sql = self._get_with_outcome_sql if include_outcome else self._get_sql
+        params = (key_bytes(key[0]), key_bytes(key[1]), _now_ms(now_ms))
+        row = self._db.read("get", lambda conn: conn.execute(sql, params).fetchone())
+        if row is None:
             raise RecordNotFound(key)
-        row = rows[0]
         outcome = row[4] if include_outcome else None
         return _record(
             (key[0], key[1]), row, None if outcome is None else bytes(outcome)

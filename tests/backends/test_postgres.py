@@ -762,3 +762,19 @@ def test_processes_create_the_schema_concurrently(server: PostgresServer) -> Non
     finally:
         backend.close()
 
+
+
+@pytest.mark.parametrize("prepare", ["true", "false"])
+def test_statements_work_prepared_and_unprepared(server: PostgresServer, prepare: str) -> None:
+    """?prepare=false (for poolers that cannot keep prepared statements) and the default
+    (prepared after 5 runs) both serve every operation, repeated past the threshold."""
+    backend = PostgresBackend.from_url(f"{server.url}?table={fresh_table()}&prepare={prepare}")
+    try:
+        for _ in range(3):
+            backend.delete((OWNER, "t"))
+            backend.delete((OWNER, "u"))
+            _exercise(backend)
+    finally:
+        backend.close()
+    with pytest.raises(ConfigurationError, match="prepare"):
+        PostgresBackend.from_url(f"{server.url}?prepare=maybe")
