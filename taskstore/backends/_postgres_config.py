@@ -2,12 +2,12 @@
 libpq connection string and the backend's own options.
 
 The backend's options (``table``, ``schema``, ``create_schema``, ``pool_min``, ``pool_max``,
-``timeout``, ``wait_slice_s``, ``prepare``) are taken out of the query string; the libpq parameters listed
-in :data:`LIBPQ_OPTIONS` pass on to the connection string; anything else is refused. Every
-connection is opened with ``default_transaction_isolation`` set to ``read committed`` (in the
-startup packet, so it costs no statement): the quota's advisory lock relies on each statement
-of a function taking a fresh snapshot, which a server or role defaulting to ``repeatable read``
-would break.
+``timeout``, ``wait_slice_s``, ``prepare``) are taken out of the query string; the libpq
+parameters listed in :data:`LIBPQ_OPTIONS` pass on to the connection string; anything else is
+refused. Every connection is opened with ``default_transaction_isolation`` set to ``read
+committed`` (in the startup packet, so it costs no statement): the quota's advisory lock relies
+on each statement of a function taking a fresh snapshot, which a server or role defaulting to
+``repeatable read`` would break.
 """
 
 from __future__ import annotations
