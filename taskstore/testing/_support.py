@@ -44,12 +44,17 @@ TRICKY_OWNERS = [
 ]
 
 
-def run_barrier_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
+def run_barrier_threads(
+    count: int, target: Callable[[int], Any], *, during: Callable[[], None] | None = None
+) -> list[Any]:
     """Run ``target(i)`` on ``count`` real threads released together by a barrier.
 
+    :param during: run on the calling thread right after the release (the calling thread
+        then joins the barrier too): a fault injected while the threads work, say.
     :returns: each thread's return value or raised exception, by index.
+    :raises AssertionError: a thread was still running after 120 s.
     """
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count + (during is not None))
     results: list[Any] = [None] * count
 
     def run(index: int) -> None:
@@ -62,8 +67,12 @@ def run_barrier_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
+    if during is not None:
+        barrier.wait()
+        during()
     for thread in threads:
         thread.join(120)
+        assert not thread.is_alive(), "a thread hung"
     return results
 
 

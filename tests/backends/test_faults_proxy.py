@@ -31,6 +31,7 @@ from taskstore import (
     TaskStore,
 )
 from taskstore.record import TaskRecord
+from taskstore.testing import run_barrier_threads
 
 OWNER = "alice"
 #: Socket timeouts of the stores under test: a stalled request fails fast, so a test that
@@ -261,31 +262,6 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         yield from _dynamodb_rig(request)
 
 
-def _run_threads(count: int, target: Callable[[int], Any], during: Callable[[], None]) -> list[Any]:
-    """Run ``target(i)`` on ``count`` threads released together by a barrier that the calling
-    thread joins too; ``during()`` runs on the calling thread right after the release. Each
-    thread's return value or exception, by index."""
-    barrier = threading.Barrier(count + 1)
-    results: list[Any] = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = target(index)
-        except BaseException as exc:
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    during()
-    for thread in threads:
-        thread.join(120)
-        assert not thread.is_alive(), "a thread hung"
-    return results
-
-
 # -- an outage shorter than the deadline ---------------------------------------------------------
 
 
@@ -312,7 +288,7 @@ def test_outage_shorter_than_the_deadline_costs_no_errors(rig: Rig) -> None:
         rig.proxy.resume()
 
     rig.proxy.outage(refuse=False)  # already down when the threads start
-    results = _run_threads(THREADS, work, end_outage)
+    results = run_barrier_threads(THREADS, work, during=end_outage)
     assert rig.proxy.rejected >= 4 * THREADS
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
@@ -351,7 +327,7 @@ def test_longer_outage_every_error_resolves_as_applied_says(rig: Rig, fault: str
         rig.proxy.outage()
     else:
         rig.proxy.stall()
-    results = _run_threads(THREADS, act, lambda: None)  # each fails after the deadline
+    results = run_barrier_threads(THREADS, act)  # each fails after the deadline
     rig.proxy.resume()
     if fault == "stalled":
         rig.proxy.settle()  # what the stall held has reached the server (or never will)

@@ -39,6 +39,7 @@ from taskstore import (
 from taskstore.backends.base import now_ms, retrying_until
 from taskstore.backends.postgres import PostgresBackend
 from taskstore.record import TaskRecord
+from taskstore.testing import run_barrier_threads
 from taskstore.testing._scan import scan_all
 
 pytestmark = pytest.mark.postgres
@@ -101,31 +102,6 @@ def rig(postgres_server: PostgresServer) -> Iterator[Rig]:
                 store.close()
 
 
-def _run_threads(count: int, target: Callable[[int], Any], during: Callable[[], None]) -> list[Any]:
-    """Run ``target(i)`` on ``count`` threads released together by a barrier that the calling
-    thread joins too; ``during()`` runs on the calling thread right after the release. Each
-    thread's return value or exception, by index."""
-    barrier = threading.Barrier(count + 1)
-    results: list[Any] = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = target(index)
-        except BaseException as exc:
-            results[index] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    during()
-    for thread in threads:
-        thread.join(120)
-        assert not thread.is_alive(), "a thread hung"
-    return results
-
-
 # -- through the proxy ---------------------------------------------------------------------------
 
 
@@ -152,7 +128,7 @@ def test_outage_shorter_than_the_deadline_costs_no_errors(rig: Rig) -> None:
         rig.proxy.resume()
 
     rig.proxy.outage(refuse=False)  # already down when the threads start
-    results = _run_threads(THREADS, work, end_outage)
+    results = run_barrier_threads(THREADS, work, during=end_outage)
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
     for index, done in enumerate(results):
@@ -188,7 +164,7 @@ def test_longer_outage_every_error_resolves_as_applied_says(rig: Rig, fault: str
     else:
         rig.proxy.stall()
     started = time.monotonic()
-    results = _run_threads(THREADS, act, lambda: None)  # each fails after the deadline
+    results = run_barrier_threads(THREADS, act)  # each fails after the deadline
     assert time.monotonic() - started < _FAIL_FAST_BUDGET_S
     rig.proxy.resume()
     if fault == "stalled":
@@ -420,8 +396,8 @@ def test_idle_connections_killed_by_a_restart_cost_no_attempt(
     server = dedicated_postgres_server
     backend = PostgresBackend.from_url(server.url, table=fresh_table(), pool_max=THREADS)
     try:
-        results = _run_threads(
-            THREADS, lambda i: backend.put((OWNER, f"t{i}"), b"{}", None), lambda: None
+        results = run_barrier_threads(
+            THREADS, lambda i: backend.put((OWNER, f"t{i}"), b"{}", None)
         )
         assert results == [1] * THREADS  # the pool holds several connections now
         server.restart()
@@ -430,7 +406,7 @@ def test_idle_connections_killed_by_a_restart_cost_no_attempt(
             with retrying_until(time.monotonic()):  # one attempt only
                 return backend.put((OWNER, f"t{index}"), b"{}", None)
 
-        assert _run_threads(THREADS, write, lambda: None) == [2] * THREADS
+        assert run_barrier_threads(THREADS, write) == [2] * THREADS
     finally:
         backend.close()
 
@@ -472,7 +448,7 @@ def test_restart_during_a_run_is_never_half_applied(
             server.start()
             restarted.set()
 
-        results = _run_threads(THREADS, work, restart)
+        results = run_barrier_threads(THREADS, work, during=restart)
         try:
             stored = {r.key[1] for r in scan_all(direct, 1000, now_ms(None))[0]}
         finally:

@@ -62,7 +62,16 @@ def _selected(markers: Iterable[str]) -> bool:
 
 def missing_modules(*names: str) -> list[str]:
     """The names among ``names`` that cannot be imported."""
-    return [name for name in names if importlib.util.find_spec(name) is None]
+    return [name for name in names if not _importable(name)]
+
+
+def _importable(name: str) -> bool:
+    # find_spec("a.b") imports "a" first, and raises instead of answering None when "a" is
+    # missing itself.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _missing_reason(missing: list[str]) -> str:
