@@ -504,6 +504,9 @@ def test_result_is_stored_after_backend_failures(
             task_id = run_task(runner, alice, "echo", {"text": "kept"})
             record = store.wait(task_id, "alice", timeout=DEADLINE_S)
             assert wait_until(lambda: runner.pending_results() == 0, timeout=DEADLINE_S)
+            # The last attempt is no longer pending while it runs: its INFO line may follow
+            # the write the wait saw by a moment.
+            assert wait_until(lambda: records(caplog, logging.INFO, task_id), timeout=DEADLINE_S)
         assert record.status is TaskStatus.COMPLETED
         assert store.get_result(task_id, "alice").result == {
             "content": [{"type": "text", "text": "kept"}],
