@@ -50,11 +50,22 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="connections served at once; more get 503 (default 512)",
     )
+    parser.add_argument(
+        "--keepalive-timeout",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="seconds an idle kept-alive connection stays open between requests (default 15)",
+    )
 
 
 def _server_limits(args: argparse.Namespace) -> dict[str, Any]:
     """The bundled server's limits as :func:`serve_main` takes them (``None``: default)."""
-    return {"read_timeout_s": args.read_timeout, "max_connections": args.max_connections}
+    return {
+        "read_timeout_s": args.read_timeout,
+        "max_connections": args.max_connections,
+        "keepalive_timeout_s": args.keepalive_timeout,
+    }
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -164,9 +175,9 @@ def run_cli(
     store_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Command line of an MCP server script: ``[--store URL] [--host] [--port]
-    [--read-timeout SECONDS] [--max-connections N]``, like ``python -m taskstore serve``.
-    Opens the store, builds the server with ``build(store)`` and runs :func:`serve_forever`.
-    Returns the exit status (2 for a bad store URL).
+    [--read-timeout SECONDS] [--max-connections N] [--keepalive-timeout SECONDS]``, like
+    ``python -m taskstore serve``. Opens the store, builds the server with ``build(store)``
+    and runs :func:`serve_forever`. Returns the exit status (2 for a bad store URL).
 
     :param store_options: keyword options of :func:`taskstore.open` (e.g.
         ``allow_anonymous=True``).
@@ -195,6 +206,7 @@ def serve_main(
     store_options: Mapping[str, Any] | None = None,
     read_timeout_s: float | None = None,
     max_connections: int | None = None,
+    keepalive_timeout_s: float | None = None,
 ) -> int:
     """``python -m taskstore serve``: an MCP server with demo tools until Ctrl-C or SIGTERM.
 
@@ -208,6 +220,8 @@ def serve_main(
         :data:`~taskstore.http.serve.DEFAULT_READ_TIMEOUT_S`).
     :param max_connections: connections served at once, more get 503 (``None``:
         :data:`~taskstore.http.serve.DEFAULT_MAX_CONNECTIONS`).
+    :param keepalive_timeout_s: seconds an idle kept-alive connection stays open (``None``:
+        :data:`~taskstore.http.serve.DEFAULT_KEEPALIVE_TIMEOUT_S`).
     """
     from taskstore._open import open as open_store
     from taskstore.errors import ConfigurationError
@@ -218,6 +232,7 @@ def serve_main(
         print(f"taskstore serve: {exc}", file=sys.stderr)
         return 2
     from taskstore.http.serve import (
+        DEFAULT_KEEPALIVE_TIMEOUT_S,
         DEFAULT_MAX_CONNECTIONS,
         DEFAULT_READ_TIMEOUT_S,
         serve_forever,
@@ -233,6 +248,9 @@ def serve_main(
         banner=banner,
         read_timeout_s=DEFAULT_READ_TIMEOUT_S if read_timeout_s is None else read_timeout_s,
         max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+        keepalive_timeout_s=(
+            DEFAULT_KEEPALIVE_TIMEOUT_S if keepalive_timeout_s is None else keepalive_timeout_s
+        ),
     )
 
 

@@ -22,7 +22,7 @@ Every exception taskstore raises derives from :class:`TaskStoreError` and carrie
     ├── NotReadyError               -32602  ``get_result`` before the task is terminal
     │   └── TaskCancelledError              a cancelled task has no outcome, ever
     ├── AnonymousAccessError        -32600  anonymous owner may not create tasks
-    ├── QuotaExceededError          -32603  owner already holds ``max_tasks_per_owner`` live tasks
+    ├── QuotaExceededError          -32010  owner already holds ``max_tasks_per_owner`` live tasks
     ├── ConflictError               -32603  compare-and-set retry budget spent
     ├── BackendError                -32603  the storage failed after its retries (``applied``
     │                                       says whether the write may have happened)
@@ -87,6 +87,11 @@ HEADER_MISMATCH = -32020
 MISSING_CAPABILITY = -32021
 #: MCP 2026-07-28: the request's protocol version is not served.
 UNSUPPORTED_VERSION = -32022
+#: taskstore (JSON-RPC's implementation-defined server-error range, clear of -32000 "server
+#: busy", of -32001..-32003 that SDKs use and of MCP's -32020..-32029): the caller's owner
+#: already holds its quota of live tasks; ``data.limit`` is the quota, and the request may be
+#: retried once some of its tasks have ended or expired.
+QUOTA_EXCEEDED = -32010
 
 
 class TaskStoreError(Exception):
@@ -202,7 +207,20 @@ class AnonymousAccessError(TaskStoreError):
 
 
 class QuotaExceededError(TaskStoreError):
-    """The owner already holds ``max_tasks_per_owner`` live tasks."""
+    """The owner already holds ``max_tasks_per_owner`` live tasks (:data:`QUOTA_EXCEEDED`,
+    -32010; ``data.limit`` is the quota). Retrying is fine once some of them have ended and
+    expired: terminal tasks count until their TTL runs out."""
+
+    code = QUOTA_EXCEEDED
+
+    @classmethod
+    def of_limit(cls, limit: int) -> QuotaExceededError:
+        """The error for an owner holding ``limit`` live tasks, the quota."""
+        return cls(
+            f"Task quota exceeded: at most {limit} live tasks per owner; retry when some have "
+            "ended or expired",
+            data={"limit": limit},
+        )
 
 
 class ConflictError(TaskStoreError):

@@ -17,7 +17,7 @@ CODES = {
     errors.NotReadyError: -32602,
     errors.TaskCancelledError: -32602,
     errors.AnonymousAccessError: -32600,
-    errors.QuotaExceededError: -32603,
+    errors.QuotaExceededError: -32010,
     errors.ConflictError: -32603,
     errors.BackendError: -32603,
     errors.ConfigurationError: None,
@@ -60,6 +60,26 @@ def test_to_jsonrpc_shapes() -> None:
         "data": {"taskId": "t1"},
     }
     assert errors.ConfigurationError("x").to_jsonrpc()["code"] == -32603
+
+
+def test_quota_error_is_a_server_defined_code_saying_limit_and_retry() -> None:
+    """A quota rejection has its own code in the server-error range (not -32603, none of
+    taskstore's or MCP's other codes), says the limit and that the client may retry, and
+    carries the limit as data."""
+    assert errors.QUOTA_EXCEEDED == -32010
+    assert -32099 <= errors.QUOTA_EXCEEDED <= -32000
+    assert errors.QUOTA_EXCEEDED not in {
+        errors.HEADER_MISMATCH,
+        errors.MISSING_CAPABILITY,
+        errors.UNSUPPORTED_VERSION,
+        -32000,  # the HTTP endpoint's "server busy"
+    }
+    assert errors.QuotaExceededError.of_limit(7).to_jsonrpc() == {
+        "code": -32010,
+        "message": "Task quota exceeded: at most 7 live tasks per owner; retry when some have "
+        "ended or expired",
+        "data": {"limit": 7},
+    }
 
 
 def test_cancelled_error_data() -> None:

@@ -31,8 +31,9 @@ def test_anonymous_owners() -> None:
 
 
 def test_security_defaults_and_validation() -> None:
-    """Defaults are quota 100 and no anonymous access; a non-positive quota is refused."""
-    assert SecurityConfig() == SecurityConfig(max_tasks_per_owner=100, allow_anonymous=False)
+    """Defaults are quota 50,000 (room for a client creating hundreds of tasks a second) and
+    no anonymous access; a non-positive quota is refused."""
+    assert SecurityConfig() == SecurityConfig(max_tasks_per_owner=50_000, allow_anonymous=False)
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ConfigurationError):
             SecurityConfig(max_tasks_per_owner=bad)  # type: ignore[arg-type]

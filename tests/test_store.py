@@ -193,6 +193,22 @@ def test_quota_counts_live_tasks_per_owner(make_store: MakeStore, clock: ManualC
         store.create(OWNER)
 
 
+def test_quota_rejection_has_its_code_limit_and_retry_hint(make_store: MakeStore) -> None:
+    """Every backend refuses a create over the quota with the same error: code -32010 (not
+    -32603), a message naming the limit and saying the client may retry, data.limit."""
+    store = make_store(max_tasks_per_owner=2)
+    store.create(OWNER)
+    store.create(OWNER)
+    with pytest.raises(QuotaExceededError) as info:
+        store.create(OWNER)
+    assert info.value.to_jsonrpc() == {
+        "code": -32010,
+        "message": "Task quota exceeded: at most 2 live tasks per owner; retry when some have "
+        "ended or expired",
+        "data": {"limit": 2},
+    }
+
+
 # -- isolation ------------------------------------------------------------------------------
 
 

@@ -16,6 +16,10 @@ import pytest
 import taskstore
 from support.mcp import INIT_PARAMS, build_server, call_app, open_session, serving
 from taskstore import TaskStore
+from taskstore.http.accept import Accept
+from taskstore.http.app import _post_accept
+from taskstore.http.auth import OriginPolicy
+from taskstore.http.responses import JSON, SSE
 from taskstore.mcp import AuthContext, McpServer
 from taskstore.wsgi import McpWsgiApp, bearer_authenticator, is_loopback_host
 
@@ -233,6 +237,72 @@ def test_public_server_accepts_same_origin_and_allowed_origins(server: McpServer
         == 403
     )
     assert call_app(app, body=body, headers={"Host": "mcp.example"}).status == 200
+
+
+ORIGIN_CASES = [
+    ("127.0.0.1:8000", None),
+    ("localhost", "http://localhost:3000"),
+    ("evil.example", None),
+    ("127.0.0.1", "http://evil.example"),
+    ("127.0.0.1", "null"),
+    ("mcp.example", "https://mcp.example"),
+    ("mcp.example", "https://app.example/"),
+    ("[::1]:9", "https://[::1]"),
+]
+
+
+@pytest.mark.parametrize("loopback_only", [True, False])
+def test_origin_verdicts_are_remembered_without_changing_them(loopback_only: bool) -> None:
+    """OriginPolicy remembers each (Host, Origin) verdict: asked again, or after a flood of
+    made-up hosts has filled and reset its bounded memory, it answers as a fresh policy does;
+    pairs longer than a real client's are judged each time, not kept; the settings a
+    verdict depends on cannot be changed afterwards."""
+    allowed = ["https://app.example"]
+
+    def fresh() -> OriginPolicy:
+        return OriginPolicy(loopback_only=loopback_only, allowed_origins=allowed)
+
+    policy = fresh()
+    expected = [fresh().refusal(host, origin) for host, origin in ORIGIN_CASES]
+    for _ in range(2):
+        assert [policy.refusal(host, origin) for host, origin in ORIGIN_CASES] == expected
+    for n in range(1_000):
+        assert (policy.refusal(f"h{n}.example", None) is None) is not loopback_only
+    assert len(policy._verdicts) <= 256
+    assert [policy.refusal(host, origin) for host, origin in ORIGIN_CASES] == expected
+    long_host = "a" * 600 + ".example"
+    assert policy.refusal(long_host, None) == fresh().refusal(long_host, None)
+    assert (long_host, None) not in policy._verdicts
+    with pytest.raises(AttributeError):
+        policy.loopback_only = not loopback_only  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        policy.allowed_origins = frozenset()  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "application/json, text/event-stream",
+        "application/json",
+        "text/event-stream;q=0.5",
+        "text/*",
+        "*/*;q=0",
+        "text/html",
+        "application/json;q=0, text/event-stream;q=0",
+        "TEXT/EVENT-STREAM",
+        "application/*, text/event-stream;q=0",
+        "x/y, " * 100 + "text/event-stream",  # longer than a remembered one
+    ],
+)
+def test_remembered_accept_verdicts_match_the_parser(header: str | None) -> None:
+    """What the endpoint remembers of a POST's Accept header is what Accept itself says, the
+    first time and every later one."""
+    accept = Accept(header)
+    expected = (accept.admits(JSON) or accept.admits(SSE), accept.names(SSE))
+    assert _post_accept(header) == expected
+    assert _post_accept(header) == expected
 
 
 def test_protocol_version_header(app: McpWsgiApp) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import taskstore
@@ -37,6 +37,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 HEADER_MISMATCH = -32020
 MISSING_CAPABILITY = -32021
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 UNSUPPORTED_VERSION = -32022
 MODERN = "2026-07-28"
 MODERN_META_KEYS = (
@@ -389,6 +390,15 @@ def _expect_modern(message: dict[str, Any], headers: Mapping[str, str]) -> Expec
         return Expected(
             200, reply_id, frozenset({INVALID_PARAMS, INTERNAL_ERROR}), result=True
         )
+    if method in ("tasks/get", "tasks/update", "tasks/cancel"):
+        # The tasks extension's methods: gated by its declaration before anything else
+        # (-32021), then the fuzzed task ids name no task (-32602).
+        extensions = capabilities.get("extensions")
+        if not isinstance(extensions, dict) or not isinstance(
+            extensions.get(TASKS_EXTENSION), dict
+        ):
+            return _modern_error(MISSING_CAPABILITY, reply_id)
+        return _modern_error(INVALID_PARAMS, reply_id)
     return _modern_error(METHOD_NOT_FOUND, reply_id)
 
 
@@ -601,6 +611,37 @@ def _modern_headers(message: dict[str, Any], routing: dict[str, str]) -> dict[st
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(message=modern_requests, routing=routing)
+@example(  # found by CI: an extension method without the extension declared is -32021
+    message={
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "tasks/cancel",
+        "params": {
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+        },
+    },
+    routing={"version": "same", "name": "same", "method": "same"},
+)
+@example(  # and with it declared, an unknown task is -32602
+    message={
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tasks/get",
+        "params": {
+            "taskId": "nope",
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {
+                    "extensions": {TASKS_EXTENSION: {}}
+                },
+            },
+        },
+    },
+    routing={"version": "same", "name": "same", "method": "same"},
+)
 def test_fuzzed_modern_requests_get_the_answer_of_their_class(
     fuzz_app: tuple[McpWsgiApp, str], message: dict[str, Any], routing: dict[str, str]
 ) -> None:

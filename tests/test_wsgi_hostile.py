@@ -19,6 +19,7 @@ import taskstore
 from support.mcp import INIT_PARAMS, WsgiResponse, build_server, call_app, open_session, wait_until
 from taskstore import TaskStore
 from taskstore.errors import BackendError
+from taskstore.http.limits import json_depth_exceeds
 from taskstore.http.serve import ThreadingWSGIServer
 from taskstore.mcp import McpServer
 from taskstore.wsgi import McpWsgiApp, bearer_authenticator, make_wsgi_server
@@ -380,6 +381,24 @@ def test_brackets_inside_strings_do_not_count_as_nesting(server: McpServer) -> N
     reply = call_app(app, body=body, headers={"Mcp-Session-Id": session})
     assert reply.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
     app.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "expected"),
+    [
+        (b"", 0, False),
+        (b"[[[[", 4, False),  # no longer than the limit: settled by its length alone
+        (b"[[[[[", 4, True),
+        (b"[[[]]]", 6, False),
+        (b"[" * 7, 6, True),
+        (b"[]", 1, False),
+        (b"[[]]", 1, True),
+        (b'["[[[[[["]', 2, False),
+    ],
+)
+def test_depth_check_edges(body: bytes, limit: int, expected: bool) -> None:
+    """json_depth_exceeds around the limit, including bodies short enough to skip counting."""
+    assert json_depth_exceeds(body, limit) is expected
 
 
 # -- Accept --------------------------------------------------------------------------------------

@@ -1169,6 +1169,53 @@ def legacy_call(
     )
 
 
+QUOTA_ERROR = {
+    "code": -32010,
+    "message": "Task quota exceeded: at most 1 live tasks per owner; retry when some have "
+    "ended or expired",
+    "data": {"limit": 1},
+}
+
+
+@pytest.mark.parametrize("era", ["2025-11-25", MODERN])
+def test_quota_rejection_reaches_the_client_unchanged(era: str) -> None:
+    """A task-augmented tools/call over the owner's quota is answered, in either era, with
+    the quota error as the store made it (-32010, the limit, the retry hint; not -32603),
+    HTTP 200 (not an envelope error) and the request's id."""
+    store = taskstore.open("memory://", max_tasks_per_owner=1, allow_anonymous=True)
+    server = build_modern_server(store)
+    app = McpWsgiApp(server, loopback_only=True)
+    try:
+        if era == MODERN:
+            tasks = {**ALL_CAPABILITIES, "extensions": {TASKS_EXTENSION: {}}}
+
+            def create(id: int) -> Any:  # noqa: A002
+                return post(
+                    app,
+                    "tools/call",
+                    {"name": "echo", "arguments": {"text": "x"}},
+                    capabilities=tasks,
+                    id=id,
+                )
+
+        else:
+            session = open_session(app)
+
+            def create(id: int) -> Any:  # noqa: A002
+                call = {"name": "echo", "arguments": {"text": "x"}, "task": {}}
+                return legacy_call(app, session, "tools/call", call, id)
+
+        first = create(1)
+        assert first.status == 200 and "result" in first.json(), first.body
+        refused = create(2)
+        assert refused.status == 200
+        assert refused.json() == {"jsonrpc": "2.0", "id": 2, "error": QUOTA_ERROR}
+    finally:
+        app.close()
+        server.close()
+        store.close()
+
+
 def check_legacy_reply(method: str, reply: Any) -> None:
     """A legacy reply has none of the modern envelope."""
     assert reply.status == 200, reply.body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
@@ -145,14 +146,15 @@ def test_serve_applies_its_read_timeout_and_connection_cap_options() -> None:
                 refused = read_to_end(extra)
             timed_out = read_to_end(stalled)
             waited = time.monotonic() - opened
-        assert refused.startswith(b"HTTP/1.0 503 ") and b"Retry-After: 1\r\n" in refused
+        assert refused.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1\r\n" in refused
+        assert b"Connection: close\r\n" in refused
         assert json.loads(refused.partition(b"\r\n\r\n")[2])["error"]["code"] == -32000
-        assert timed_out.startswith(b"HTTP/1.0 408 ")
+        assert timed_out.startswith(b"HTTP/1.1 408 ") and b"Connection: close\r\n" in timed_out
         assert json.loads(timed_out.partition(b"\r\n\r\n")[2])["error"]["code"] == -32600
         assert 0.9 < waited < 3.0, waited
         # Served again once the server has let go of the stalled connection: the app itself
         # answers (an unknown session is its 404).
-        codes = []
+        codes: list[int] = []
         while not codes or (codes[-1] == 503 and len(codes) < 40):
             with pytest.raises(urllib.error.HTTPError) as refused_or_unknown:
                 post(url, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, session="nope")
@@ -164,6 +166,53 @@ def test_serve_applies_its_read_timeout_and_connection_cap_options() -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
+
+
+def test_serve_keeps_connections_alive_and_stops_with_them_open(
+    served: tuple[subprocess.Popen[str], str],
+) -> None:
+    """serve answers several requests on one connection (HTTP/1.1), and SIGTERM stops it at
+    once and cleanly while a kept-alive connection is idle and a notification stream open."""
+    proc, line = served
+    url = line.strip()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    stream_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        conn.request("POST", "/mcp", json.dumps(init), headers)
+        reply = conn.getresponse()
+        headers["Mcp-Session-Id"] = reply.getheader("Mcp-Session-Id", "")
+        reply.read()
+        sock = conn.sock
+        for request_id in range(1, 4):
+            ping = {"jsonrpc": "2.0", "id": request_id, "method": "ping"}
+            conn.request("POST", "/mcp", json.dumps(ping), headers)
+            reply = conn.getresponse()
+            assert (reply.version, json.loads(reply.read())["id"]) == (11, request_id)
+        assert conn.sock is sock  # one connection throughout
+        stream_conn.request("GET", "/mcp", headers={**headers, "Accept": "text/event-stream"})
+        stream = stream_conn.getresponse()
+        assert stream.readline() == b": stream open\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        assert (proc.returncode, out) == (0, "")
+        assert "Traceback" not in err
+        assert time.monotonic() - started < 5
+    finally:
+        conn.close()
+        stream_conn.close()
 
 
 def test_serve_refuses_limits_that_are_not_positive() -> None:

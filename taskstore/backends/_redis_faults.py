@@ -4,8 +4,8 @@ Every call the backend makes goes through :meth:`Retrier.call`:
 
 - A *transient* fault (connection refused or reset, a timeout, a server still loading its data
   after a restart, a cluster failing over) is retried with jittered exponential backoff
-  (redis-py's own :class:`~redis.retry.Retry` and :class:`~redis.backoff.EqualJitterBackoff`,
-  from 10 ms up to 250 ms between attempts) until the call's retry deadline
+  (redis-py's :class:`~redis.backoff.EqualJitterBackoff`, from 10 ms up to 250 ms between
+  attempts) until the call's retry deadline
   (:func:`~taskstore.backends.base.retry_deadline`). A replayed mutation script is harmless:
   it carries the write token of the first attempt and answers with that attempt's result
   when it finds its own write (see ``lua/put.lua``).
@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 import redis
 import redis.exceptions
 from redis.backoff import EqualJitterBackoff
-from redis.retry import Retry
 
 from taskstore.backends.base import note_retry, retry_deadline
 from taskstore.errors import BackendError
@@ -101,9 +100,9 @@ _REFUSED: tuple[type[Exception], ...] = (
 # NOSCRIPT reply SCRIPT LOAD and EVALSHA again).
 _MUTATIONS = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL"})
 
-# redis-py's retry loop and backoff, run until a deadline instead of for a count: the
-# deadline check happens in the failure callback (see Retrier.call).
-_RETRY = Retry(EqualJitterBackoff(cap=0.25, base=0.01), -1, supported_errors=_TRANSIENT)
+# redis-py's backoff between attempts (Retrier.call runs the loop, until a deadline instead of
+# for a count).
+_BACKOFF = EqualJitterBackoff(cap=0.25, base=0.01)
 
 _sent = threading.local()
 
@@ -162,15 +161,10 @@ def backend_error(
     )
 
 
-class _Stop(Exception):
-    """Ends redis-py's retry loop from its failure callback."""
-
-
 class _Attempts:
-    """What one call's attempts may have applied."""
+    """What one mutation's attempts may have applied."""
 
-    def __init__(self, write: bool, tracked: bool) -> None:
-        self.write = write
+    def __init__(self, tracked: bool) -> None:
         self.tracked = tracked
         self.start = 0
         self.maybe_applied = False
@@ -180,7 +174,7 @@ class _Attempts:
         return do()
 
     def failed(self, error: BaseException) -> None:
-        if not self.write or was_refused(error):
+        if was_refused(error):
             return
         if not self.tracked or _mutations_sent() > self.start:
             self.maybe_applied = True
@@ -210,24 +204,24 @@ class Retrier:
         :raises BackendError: a permanent fault, or transient ones until the deadline.
         """
         deadline = retry_deadline()
-        attempts = _Attempts(write, self.tracked)
-
-        def failed(error: Exception) -> None:
-            attempts.failed(error)
-            if not is_transient(error) or time.monotonic() >= deadline:
-                raise _Stop() from error
-            note_retry("redis", operation)  # redis-py's loop retries once this returns
-
-        try:
-            return _RETRY.call_with_retry(lambda: attempts.run(do), failed)
-        except _Stop as stop:
-            error = stop.__cause__
-            assert error is not None
-            raise backend_error(
-                operation, error, applied=attempts.applied, transient=is_transient(error)
-            ) from error
-        except DRIVER_ERRORS as error:
-            attempts.failed(error)
-            raise backend_error(
-                operation, error, applied=attempts.applied, transient=False
-            ) from error
+        # A read never applied anything; a mutation's attempts are watched (see _Attempts).
+        # The loop is written out, not redis-py's Retry.call_with_retry, so that the call
+        # that succeeds at once (nearly every call) pays for one try block and nothing more:
+        # no closures, no bookkeeping of attempts for a read.
+        attempts = _Attempts(self.tracked) if write else None
+        failures = 0
+        while True:
+            try:
+                return do() if attempts is None else attempts.run(do)
+            except DRIVER_ERRORS as error:
+                if attempts is not None:
+                    attempts.failed(error)
+                applied = False if attempts is None else attempts.applied
+                transient = is_transient(error)
+                if not transient or time.monotonic() >= deadline:
+                    raise backend_error(
+                        operation, error, applied=applied, transient=transient
+                    ) from error
+                failures += 1
+                note_retry("redis", operation)
+                time.sleep(_BACKOFF.compute(failures))

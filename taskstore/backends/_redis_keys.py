@@ -36,6 +36,7 @@ The assertion at the end of this module pins the layout: change it only together
 
 from __future__ import annotations
 
+import re
 import zlib
 from typing import NamedTuple
 
@@ -45,6 +46,11 @@ __all__ = ["BUCKETS", "BucketKeys", "KeyLayout", "RecordKeys"]
 
 #: How many buckets (hash tags) owners are spread over.
 BUCKETS = 1024
+
+#: Text that encode_key_part leaves as it is (RFC 3986 unreserved characters).
+_UNENCODED = re.compile(r"[A-Za-z0-9_.~-]*")
+#: Owners whose record key prefix a layout remembers.
+_CACHED_OWNERS = 4096
 
 
 class BucketKeys(NamedTuple):
@@ -106,6 +112,8 @@ class KeyLayout:
         #: The pub/sub channel of every event and wake-up under this prefix.
         self.channel = f"{prefix}:events"
         self._buckets = tuple(_bucket_keys(prefix, bucket) for bucket in range(BUCKETS))
+        # Owner → the owner's record key prefix (see key_of); dict reads and writes are atomic.
+        self._owner_records: dict[str, str] = {}
 
     @property
     def buckets(self) -> tuple[BucketKeys, ...]:
@@ -148,9 +156,19 @@ class KeyLayout:
 
     def key_of(self, key: RecordKey) -> str:
         """The key of the record hash at ``key`` (all that a read needs)."""
-        owner_part = encode_key_part(key[0])
-        records = self.owner_records(self.bucket(owner_part).records, owner_part)
-        return self.record_key(records, key[1])
+        # Every read builds one: the owner's part comes from a small cache, and ids made only
+        # of characters the key encoding keeps (uuid4 ids are) skip the percent-encoder.
+        owner, task_id = key
+        records = self._owner_records.get(owner)
+        if records is None:
+            owner_part = encode_key_part(owner)
+            records = self.owner_records(self.bucket(owner_part).records, owner_part)
+            if len(self._owner_records) >= _CACHED_OWNERS:
+                self._owner_records.clear()  # bounded; refilled by the owners still calling
+            self._owner_records[owner] = records
+        if _UNENCODED.fullmatch(task_id) is not None:
+            return records + task_id
+        return self.record_key(records, task_id)
 
     def record(self, key: RecordKey) -> RecordKeys:
         """Every key and identifier of the record at ``key``."""
@@ -183,3 +201,5 @@ assert KeyLayout("P").record(("o", "t:{1}")) == RecordKeys(
     member=b"t:{1}",
     wake=b"o:t%3A%7B1%7D",
 ), "the Redis key layout changed: keep lua/_lib.lua in step"
+assert KeyLayout("P").key_of(("o", "t:{1}")) == "P:{b344}:r:o:t%3A%7B1%7D"
+assert KeyLayout("P").key_of(("o", "a-Z_0.~")) == KeyLayout("P").record(("o", "a-Z_0.~")).record

@@ -463,9 +463,7 @@ def now_ms(given: int | None) -> int:
 
 def quota_exceeded(max_live: int) -> QuotaExceededError:
     """The error every backend raises when an owner already holds ``max_live`` live records."""
-    return QuotaExceededError(
-        f"Task quota exceeded: at most {max_live} live tasks per owner", data={"limit": max_live}
-    )
+    return QuotaExceededError.of_limit(max_live)
 
 
 def check_scan_limit(limit: object) -> int:

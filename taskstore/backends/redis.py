@@ -89,6 +89,10 @@ _SCAN_SLACK = 1000
 _SCAN_FIRST_PROBE = 16
 # A scan position: format tag, bucket, the last `all` member returned (b"": the bucket's start).
 _SCAN_CURSOR = msgspec.msgpack.Decoder(tuple[Literal["r1"], int, bytes])
+# The record hash's fields a read asks for (version, data, expiry, sort; outcome), as bytes:
+# the driver sends bytes as they are, where it would encode text on every call.
+_FIELDS = (b"v", b"d", b"e", b"s")
+_FIELDS_WITH_OUTCOME = (*_FIELDS, b"o")
 # How long add_listener waits for the subscription to be confirmed, so that events of writes
 # made right after it returns are delivered.
 _SUBSCRIBE_TIMEOUT_S = 5.0
@@ -273,7 +277,7 @@ class RedisBackend:
         """
         self._check_open()
         now = _now_ms(now_ms)
-        fields = ("v", "d", "e", "s", "o") if include_outcome else ("v", "d", "e", "s")
+        fields = _FIELDS_WITH_OUTCOME if include_outcome else _FIELDS
         record_key = self._record_key(key)
         values: list[Any] = self._retrier.call(
             "get", lambda: self._client.hmget(record_key, fields)

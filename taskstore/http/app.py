@@ -46,6 +46,7 @@ chooses JSON or SSE for the reply.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -254,7 +255,16 @@ class McpWsgiApp:
         version = environ.get("HTTP_MCP_PROTOCOL_VERSION")
         supported = version is None or version in SUPPORTED_PROTOCOL_VERSIONS
         session = self.sessions.get(session_id)
-        caller = Caller.resolve(auth=auth, session_id=session_id)
+        if (
+            session is not None
+            and session.caller.auth is auth
+            and session.caller.session_id == session_id
+        ):
+            # The same authentication result as when the session began (an authenticator
+            # returning one AuthContext per identity, or none): the owner it resolved to.
+            caller = session.caller
+        else:
+            caller = Caller.resolve(auth=auth, session_id=session_id)
         if session is None:
             # Started by another worker of this deployment (its signature says so)?
             try:
@@ -314,17 +324,19 @@ class McpWsgiApp:
     # -- POST ----------------------------------------------------------------------------
 
     def _post(self, environ: WSGIEnvironment) -> Response:
-        accept = Accept(environ.get("HTTP_ACCEPT"))
-        if not (accept.admits(JSON) or accept.admits(SSE)):
+        acceptable, streams = _post_accept(environ.get("HTTP_ACCEPT"))
+        if not acceptable:
             return http_error(
                 406,
                 INVALID_REQUEST,
                 "Not Acceptable: Accept must admit application/json or text/event-stream",
             )
-        content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-        # Requiring JSON also stops browsers' CORS-free "simple" cross-site POSTs.
-        if content_type != JSON and not content_type.endswith("+json"):
-            return http_error(415, INVALID_REQUEST, "Content-Type must be application/json")
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type != JSON:  # anything but the usual value is parsed
+            content_type = content_type.split(";", 1)[0].strip().lower()
+            # Requiring JSON also stops browsers' CORS-free "simple" cross-site POSTs.
+            if content_type != JSON and not content_type.endswith("+json"):
+                return http_error(415, INVALID_REQUEST, "Content-Type must be application/json")
         body = self._read_body(environ)
         if isinstance(body, Response):
             return body
@@ -360,12 +372,13 @@ class McpWsgiApp:
         session, ctx = found
         method = message.get("method")
         creates = "id" in message and isinstance(method, str) and method not in _TASK_FREE_METHODS
-        with self.sessions.request(session, may_create_tasks=creates) as live:
+        live = self.sessions.begin(session, may_create_tasks=creates)
+        try:
             if not live:  # evicted or deleted since it was looked up
                 return http_error(404, INVALID_REQUEST, "Session not found")
-            reply = self.server.handle(
-                message, ctx, stream=accept.names(SSE), keepalive_s=self.keepalive_s
-            )
+            reply = self.server.handle(message, ctx, stream=streams, keepalive_s=self.keepalive_s)
+        finally:
+            self.sessions.end(session)
         if reply is None:
             return Response(202)
         if isinstance(reply, dict):
@@ -497,6 +510,29 @@ _ROUTING_HEADERS = {
     "HTTP_MCP_METHOD": "mcp-method",
     "HTTP_MCP_NAME": "mcp-name",
 }
+
+
+#: ``Accept`` values longer than this are parsed on every request rather than remembered
+#: (real clients send a few dozen characters; the cache must not hold large hostile ones).
+_CACHED_ACCEPT_CHARS = 256
+
+
+def _post_accept(header: str | None) -> tuple[bool, bool]:
+    """What a POST's ``Accept`` header allows: (a JSON or SSE answer is acceptable, the client
+    names SSE itself so a ``tasks/result`` may stream)."""
+    if header is not None and len(header) > _CACHED_ACCEPT_CHARS:
+        return _accept_verdict(header)
+    return _remembered_accept_verdict(header)
+
+
+def _accept_verdict(header: str | None) -> tuple[bool, bool]:
+    accept = Accept(header)
+    return accept.admits(JSON) or accept.admits(SSE), accept.names(SSE)
+
+
+# Clients send the same header on every request: parse each distinct value once (thread-safe,
+# bounded).
+_remembered_accept_verdict = functools.lru_cache(maxsize=64)(_accept_verdict)
 
 
 def _routing_headers(environ: WSGIEnvironment) -> dict[str, str]:

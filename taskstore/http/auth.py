@@ -91,6 +91,12 @@ def _host_of(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+#: Distinct (Host, Origin) verdicts an :class:`OriginPolicy` remembers, and the longest pair
+#: it remembers (longer ones, which no real client sends, are judged every time).
+_REMEMBERED_VERDICTS = 256
+_REMEMBERED_CHARS = 512
+
+
 class OriginPolicy:
     """The ``Host``/``Origin`` checks of one endpoint.
 
@@ -100,12 +106,39 @@ class OriginPolicy:
     """
 
     def __init__(self, *, loopback_only: bool, allowed_origins: Iterable[str] = ()) -> None:
-        self.loopback_only = loopback_only
-        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        self._loopback_only = loopback_only
+        self._allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        # Verdicts by (Host, Origin): a client sends the same pair on every request, and
+        # judging it (an IP address parse, a URL split) costs more than the rest of a ping.
+        self._verdicts: dict[tuple[str, str | None], str | None] = {}
+
+    @property
+    def loopback_only(self) -> bool:
+        """Only loopback ``Host`` and ``Origin`` headers are accepted."""
+        return self._loopback_only
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """The further ``Origin`` values accepted (normalized: lower case, no trailing
+        slash)."""
+        return self._allowed_origins
 
     def refusal(self, host_header: str, origin: str | None) -> str | None:
         """Why a request with these headers is refused (HTTP 403), or ``None`` if it is not.
         Any server refuses an ``Origin`` that is neither its own nor allowed."""
+        key = (host_header, origin)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        verdict = self._judge(host_header, origin)
+        if len(host_header) + len(origin or "") <= _REMEMBERED_CHARS:
+            if len(self._verdicts) >= _REMEMBERED_VERDICTS:
+                self._verdicts.clear()  # bounded: a flood of made-up hosts only resets it
+            self._verdicts[key] = verdict
+        return verdict
+
+    def _judge(self, host_header: str, origin: str | None) -> str | None:
         if self.loopback_only and not is_loopback_host(_host_of(host_header)):
             return "Forbidden: Host must be a loopback name"
         if origin is None:

@@ -54,6 +54,10 @@ REASONS = {
 }
 
 
+#: ``"200 OK"``, ... by status (built once: every response needs one).
+_STATUS_LINES = {status: f"{status} {reason}" for status, reason in REASONS.items()}
+
+
 class Response:
     """A status, headers and a body (bytes, or an iterable of chunks for a stream)."""
 
@@ -80,7 +84,8 @@ class Response:
     @property
     def status_line(self) -> str:
         """``"200 OK"``."""
-        return f"{self.status} {REASONS.get(self.status, '')}"
+        line = _STATUS_LINES.get(self.status)
+        return line if line is not None else f"{self.status} "
 
 
 def json_response(

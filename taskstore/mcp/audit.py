@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Protocol
 
-__all__ = ["audit", "audit_logger", "owner_label"]
+__all__ = ["Audited", "audit", "audit_logger", "owner_label"]
 
 #: The audit logger. Route it to its own handler to keep an audit file.
 audit_logger = logging.getLogger("taskstore.audit")
@@ -30,12 +31,26 @@ def owner_label(owner: str, *, is_session: bool = False) -> str:
     return owner
 
 
-def audit(event: str, *, owner: str, task_id: str, **fields: object) -> None:
+class Audited(Protocol):
+    """Anything that knows how its owner appears in audit lines (a
+    :class:`~taskstore.mcp.auth.Caller`)."""
+
+    @property
+    def audit_owner(self) -> str:
+        """The owner's label (see :func:`owner_label`)."""
+        ...
+
+
+def audit(event: str, *, owner: str | Audited, task_id: str, **fields: object) -> None:
     """Write one audit line: ``<event> task=<id> owner=<owner> k=v ...``.
 
-    :param owner: the label from :func:`owner_label` (callers decide what is safe to log).
+    :param owner: the label from :func:`owner_label` (callers decide what is safe to log), or
+        the caller whose label it is: then computed only when the line is written (a session
+        owner's label is a hash, which a server that keeps no audit trail never needs).
     """
     if not audit_logger.isEnabledFor(logging.INFO):
         return
+    if not isinstance(owner, str):
+        owner = owner.audit_owner
     extra = "".join(f" {key}={value!r}" for key, value in sorted(fields.items()))
     audit_logger.info("%s task=%s owner=%r%s", event, task_id, owner, extra)

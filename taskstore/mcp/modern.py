@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -143,13 +142,14 @@ class ModernService:
         :raises UnsupportedVersionError: a version this server does not serve.
         """
         meta = params.get("_meta") if params is not None else None
-        if not isinstance(meta, Mapping):
+        # Decoded JSON objects are dicts: naming dict first spares them the Mapping ABC's check.
+        if not isinstance(meta, (dict, Mapping)):
             raise _invalid("params._meta with the protocol version and capabilities is required")
         version = meta.get(META_PROTOCOL_VERSION)
         if not isinstance(version, str):
             raise _invalid(f"_meta[{META_PROTOCOL_VERSION!r}] must be a string")
         capabilities = meta.get(META_CLIENT_CAPABILITIES)
-        if not isinstance(capabilities, Mapping):
+        if not isinstance(capabilities, (dict, Mapping)):
             raise _invalid(f"_meta[{META_CLIENT_CAPABILITIES!r}] must be an object")
         headers = ctx.headers
         if headers is not None:
@@ -163,7 +163,10 @@ class ModernService:
             raise UnsupportedVersionError(version, SUPPORTED_VERSIONS)
         if headers is not None:
             self._check_routing(method, params or {}, headers)
-        return dataclasses.replace(ctx, client_capabilities=dict(capabilities))
+        # The decoded request is this request's own: its capabilities need no copy.
+        return ctx.with_capabilities(
+            capabilities if isinstance(capabilities, dict) else dict(capabilities)
+        )
 
     @staticmethod
     def _check_routing(method: str, params: Mapping[str, Any], headers: Mapping[str, str]) -> None:

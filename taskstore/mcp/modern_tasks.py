@@ -35,9 +35,11 @@ _Handler = Callable[[Mapping[str, Any] | None, RequestContext], JsonDict]
 def declares_tasks(ctx: RequestContext) -> bool:
     """Whether the request declares the tasks extension in its client capabilities."""
     extensions = (ctx.client_capabilities or {}).get("extensions")
-    return isinstance(extensions, Mapping) and isinstance(
-        extensions.get(TASKS_EXTENSION), Mapping
-    )
+    # Decoded JSON objects are dicts: naming dict first spares them the Mapping ABC's check.
+    if not isinstance(extensions, (dict, Mapping)):
+        return False
+    declared = extensions.get(TASKS_EXTENSION)
+    return isinstance(declared, (dict, Mapping))
 
 
 def require_tasks(ctx: RequestContext) -> None:
@@ -70,7 +72,8 @@ class ExtensionTaskRouter:
         :raises TaskNotFoundError: unknown, expired or another owner's task (-32602).
         """
         require_tasks(ctx)
-        decoded = decode(dict(params or {}), GetTaskParams)
+        # Decoding never changes its input: a decoded request's dict needs no copy.
+        decoded = decode(params if isinstance(params, dict) else dict(params or {}), GetTaskParams)
         owner = ctx.caller.owner
         record = self.store.get(decoded.task_id, owner)
         outcome = None
@@ -106,5 +109,5 @@ class ExtensionTaskRouter:
             except InvalidTransitionError:
                 pass  # it finished meanwhile: the acknowledgement stands, the task is final
             else:
-                audit("task.cancelled", owner=ctx.caller.audit_owner, task_id=decoded.task_id)
+                audit("task.cancelled", owner=ctx.caller, task_id=decoded.task_id)
         return complete()

@@ -44,6 +44,24 @@ class RequestContext:
         """The era's wire projection."""
         return self.era.projection
 
+    def with_request_id(self, request_id: RequestId | None) -> RequestContext:
+        """This context for the request with JSON-RPC id ``request_id``."""
+        return self._evolved("request_id", request_id)
+
+    def with_capabilities(self, capabilities: Mapping[str, Any] | None) -> RequestContext:
+        """This context with the client capabilities its request declared."""
+        return self._evolved("client_capabilities", capabilities)
+
+    def _evolved(self, name: str, value: object) -> RequestContext:
+        # dataclasses.replace, without its per-call walk over the fields (every request makes
+        # one or two of these): the copy takes every field, new ones included, and the class
+        # defines no __post_init__ or slots that this would skip.
+        clone = object.__new__(type(self))
+        fields = clone.__dict__
+        fields.update(self.__dict__)
+        fields[name] = value
+        return clone
+
 
 def as_context(caller_or_ctx: Caller | RequestContext) -> RequestContext:
     """A context for APIs that also accept a bare :class:`Caller` (a 2025-11-25 request)."""

@@ -54,6 +54,8 @@ _Caller = Caller | RequestContext
 def _params(params: object) -> dict[str, Any]:
     if params is None:
         return {}
+    if isinstance(params, dict):
+        return params  # decoding never changes its input: no copy needed
     if not isinstance(params, Mapping):
         raise ProtocolError(INVALID_PARAMS, "Invalid params: params must be a JSON object")
     return dict(params)
@@ -127,13 +129,12 @@ class TaskRouter:
             raise ProtocolError(
                 INTERNAL_ERROR, "Timed out waiting for the task to finish; call tasks/result again"
             ) from None
-        audit_owner = ctx.caller.audit_owner
         try:
             outcome = self.store.get_result(task_id, owner)
         except TaskCancelledError:
-            audit("task.result", owner=audit_owner, task_id=task_id, status="cancelled")
+            audit("task.result", owner=ctx.caller, task_id=task_id, status="cancelled")
             raise
-        audit("task.result", owner=audit_owner, task_id=task_id, status=record.status.value)
+        audit("task.result", owner=ctx.caller, task_id=task_id, status=record.status.value)
         return ctx.projection.payload(record, outcome)
 
     def list(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
@@ -177,9 +178,8 @@ class TaskRouter:
                 f"Cannot cancel task {decoded.task_id}: it is already {exc.from_status}",
                 {"taskId": decoded.task_id, "status": exc.from_status},
             ) from None
-        audit_owner = ctx.caller.audit_owner
         if decoded.has_result:
-            audit("task.completed", owner=audit_owner, task_id=decoded.task_id, via="cancel")
+            audit("task.completed", owner=ctx.caller, task_id=decoded.task_id, via="cancel")
         else:
-            audit("task.cancelled", owner=audit_owner, task_id=decoded.task_id)
+            audit("task.cancelled", owner=ctx.caller, task_id=decoded.task_id)
         return ctx.projection.cancelled(record)

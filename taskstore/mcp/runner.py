@@ -422,7 +422,7 @@ class ToolRunner:
             ttl_ms=ttl_ms,
             request={"name": spec.name, "arguments": arguments},
         )
-        audit("task.created", owner=caller.audit_owner, task_id=record.task_id, tool=spec.name)
+        audit("task.created", owner=caller, task_id=record.task_id, tool=spec.name)
         ctx = ToolContext(
             spec.name,
             task=TaskContext(self.store, record.task_id, caller.owner),
@@ -543,10 +543,10 @@ class ToolRunner:
                 if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
                     text = self._status_message(error_text(result) or "The tool reported an error")
                     self.store.fail(task_id, caller.owner, result=result, message=text)
-                    audit("task.failed", owner=caller.audit_owner, task_id=task_id, via="isError")
+                    audit("task.failed", owner=caller, task_id=task_id, via="isError")
                 else:
                     self.store.complete(task_id, caller.owner, result)
-                    audit("task.completed", owner=caller.audit_owner, task_id=task_id)
+                    audit("task.completed", owner=caller, task_id=task_id)
             except (InvalidTransitionError, TaskNotFoundError):
                 # Cancelled (or expired) first: the task is final, the late result changes
                 # nothing. (Also where a retry lands whose earlier attempt was applied but
@@ -587,7 +587,7 @@ class ToolRunner:
         except (InvalidTransitionError, TaskNotFoundError):
             _log.debug("discarding the late failure of task %s", task_id)
             return False
-        audit("task.failed", owner=caller.audit_owner, task_id=task_id, code=error.get("code"))
+        audit("task.failed", owner=caller, task_id=task_id, code=error.get("code"))
         return True
 
 

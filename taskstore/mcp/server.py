@@ -16,7 +16,6 @@ Methods (MCP 2025-11-25): ``initialize``, ``ping``, ``tools/list``, ``tools/call
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -324,11 +323,13 @@ class McpServer:
                 request_id,
                 {"code": INVALID_PARAMS, "message": "Invalid params: params must be an object"},
             )
-        ctx = dataclasses.replace(ctx, request_id=request_id)
+        ctx = ctx.with_request_id(request_id)
         if stream and method == "tasks/result":
             return self._streamed_result(params, ctx, keepalive_s)
         try:
-            return result_response(request_id, self.call(method, params, ctx))
+            # The handler's result is its own fresh object: sent as is (result_response
+            # would copy it).
+            return {"jsonrpc": "2.0", "id": request_id, "result": self.call(method, params, ctx)}
         except TaskStoreError as exc:
             return error_response(request_id, self._error(method, exc))
         except Exception:  # noqa: BLE001 - never a traceback on the wire: log it, answer -32603

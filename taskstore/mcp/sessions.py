@@ -378,6 +378,19 @@ class SessionManager:
         :returns: (as the ``with`` target) whether the session is still live; ``False`` when
             it ended since :meth:`get` returned it (the request must not run).
         """
+        live = self.begin(session, may_create_tasks=may_create_tasks)
+        try:
+            yield live
+        finally:
+            self.end(session)
+
+    def begin(self, session: Session, *, may_create_tasks: bool) -> bool:
+        """Start one request of ``session`` (what :meth:`request` does on entry, for callers
+        that bracket the request themselves, without a generator per request); always pair
+        it with :meth:`end`, whatever it returns.
+
+        :returns: whether the session is still live (see :meth:`request`).
+        """
         with self._lock:
             session._active += 1
             session._generation += 1
@@ -387,11 +400,12 @@ class SessionManager:
                 self._holders[session.id] = session
                 self._holders.move_to_end(session.id)
                 session._recheck_at = time.monotonic() + self.recheck_s
-        try:
-            yield live
-        finally:
-            with self._lock:
-                session._active -= 1
+        return live
+
+    def end(self, session: Session) -> None:
+        """End one request started by :meth:`begin`."""
+        with self._lock:
+            session._active -= 1
 
     def remove(self, session_id: str) -> bool:
         """End a session (``DELETE``); ``False`` when it did not exist."""
@@ -414,7 +428,8 @@ class SessionManager:
         return session._active > 0 or session.outbox.streaming
 
     def _idle(self, session: Session, now: float) -> bool:
-        return not self._in_use(session) and now - session.last_seen > self.idle_timeout_s
+        # The clock first: it spares the outbox lock that _in_use takes (every request asks).
+        return now - session.last_seen > self.idle_timeout_s and not self._in_use(session)
 
     def _touch_locked(self, session: Session) -> None:
         session.touch()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support.servers import require_modules
+from support.servers import need_modules, require_modules
 
 require_modules("redis", "fakeredis", markers=["redis"])
 
@@ -38,7 +39,8 @@ from support.redis_support import (
 )
 from taskstore import ManualClock, StoreConfig, TaskStatus, TaskStore
 from taskstore.backends import open_backend
-from taskstore.backends._redis_faults import is_transient, was_refused
+from taskstore.backends._redis_faults import Retrier, is_transient, was_refused
+from taskstore.backends._redis_keys import KeyLayout
 from taskstore.backends.base import (
     ListPosition,
     StorageBackend,
@@ -247,6 +249,51 @@ def test_close_keeps_a_passed_client_and_refuses_further_use() -> None:
     client.close()
 
 
+# A store's round on a real server, in a fresh interpreter: argv[1] is the URL, argv[2]
+# "blocked" hides hiredis (import hiredis then raises ImportError, as when it is absent).
+_HIREDIS_ROUND = """
+import sys
+if sys.argv[2] == "blocked":
+    sys.modules["hiredis"] = None
+import redis.utils
+import taskstore
+store = taskstore.open(sys.argv[1], max_tasks_per_owner=1)
+record = store.create("alice", ttl_ms=60_000)
+assert store.get(record.task_id, "alice").task_id == record.task_id
+try:
+    store.create("alice")
+except taskstore.QuotaExceededError as exc:
+    assert exc.to_jsonrpc()["code"] == -32010
+else:
+    raise AssertionError("quota not enforced")
+store.complete(record.task_id, "alice", {"content": []})
+assert store.wait(record.task_id, "alice", timeout=5).status.value == "completed"
+assert store.get_result(record.task_id, "alice").result == {"content": []}
+store.close()
+print("hiredis" if redis.utils.HIREDIS_AVAILABLE else "python")
+"""
+
+
+@server_only
+@pytest.mark.parametrize("hiredis", ["installed", "blocked"])
+def test_works_with_and_without_hiredis(redis_server: RedisServer, hiredis: str) -> None:
+    """The backend works on hiredis (redis-py's C parser, which the ``redis`` extra installs)
+    and on redis-py's own Python parser alike: reads, a script's quota error reply, writes,
+    the wait and the outcome."""
+    if hiredis == "installed":
+        need_modules("hiredis")
+    url = f"{redis_server.url}?prefix={fresh_prefix()}"
+    done = subprocess.run(
+        [sys.executable, "-c", _HIREDIS_ROUND, url, hiredis],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hiredis" if hiredis == "installed" else "python"]
+
+
 @server_only
 def test_resp2_clients_work(backend_factory_redis: RedisFactory) -> None:
     """A client speaking RESP2 (protocol=2, redis-py's default before 8.0) drives every
@@ -370,6 +417,54 @@ def test_every_driver_exception_is_mapped(
     finally:
         backend.close()
         client.close()
+
+
+def test_retrier_retries_transient_faults_until_the_deadline() -> None:
+    """The retry loop: a transient fault is tried again (with backoff) until the call
+    succeeds or the deadline passes; a permanent one and a contract error end the call at
+    once; a write is reported applied only when it may have left (tracked clients)."""
+    attempts = 0
+
+    def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise redis.exceptions.ConnectionError("reset")
+        return "ok"
+
+    with retrying_until(time.monotonic() + 5):
+        assert Retrier(tracked=True).call("get", flaky) == "ok"
+    assert attempts == 3
+
+    def down() -> None:
+        raise redis.exceptions.TimeoutError("slow")
+
+    started = time.monotonic()
+    with retrying_until(started + 0.2), pytest.raises(BackendError) as info:
+        Retrier(tracked=True).call("put", down, write=True)
+    assert 0.2 <= time.monotonic() - started < 2
+    # Nothing counted as sent on a tracked client: the write cannot have been applied.
+    assert info.value.transient and info.value.applied is False
+    with retrying_until(time.monotonic()), pytest.raises(BackendError) as info:
+        Retrier(tracked=False).call("put", down, write=True)
+    assert info.value.applied is None  # an untracked client cannot tell
+
+    permanent_attempts = 0
+
+    def refused() -> None:
+        nonlocal permanent_attempts
+        permanent_attempts += 1
+        raise redis.exceptions.AuthenticationError("denied")
+
+    with retrying_until(time.monotonic() + 5), pytest.raises(BackendError) as info:
+        Retrier(tracked=True).call("get", refused)
+    assert permanent_attempts == 1 and not info.value.transient
+
+    def missing() -> None:
+        raise RecordNotFound(("alice", "t"))
+
+    with retrying_until(time.monotonic() + 5), pytest.raises(RecordNotFound):
+        Retrier(tracked=True).call("get", missing)
 
 
 @server_only
@@ -524,6 +619,16 @@ def test_get_and_list_never_transfer_outcomes(server_backend: RedisBackend) -> N
 
 
 # -- layout, listing order and expiry ----------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(owner=st.text(), task_id=st.text())
+def test_read_keys_match_the_write_keys(owner: str, task_id: str) -> None:
+    """The read path's record key (a cached owner part, plain ids left unencoded) is the key
+    every write script gets, for any owner and id, on a cold and a warm cache."""
+    layout = KeyLayout("P")
+    for _ in range(2):
+        assert layout.key_of((owner, task_id)) == layout.record((owner, task_id)).record
 
 
 def test_owner_keys_share_one_slot_and_owners_spread(rbackend: RedisBackend) -> None:

@@ -63,6 +63,8 @@ class Session:
 
     def __init__(self, token: str | None) -> None:
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        # The server keeps connections alive: the client closes them.
+        self.connections: list[http.client.HTTPConnection] = []
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
 
@@ -74,8 +76,14 @@ class Session:
         if sse:
             headers["Accept"] = "application/json, text/event-stream"
         conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=DEADLINE_S)
+        self.connections.append(conn)
         conn.request("POST", endpoint.path, json.dumps(body).encode(), headers)
         return conn.getresponse()
+
+    def close(self) -> None:
+        """Close every connection this client opened."""
+        for conn in self.connections:
+            conn.close()
 
     def initialize(self, endpoint: Endpoint) -> None:
         """Start the session on ``endpoint``."""
@@ -166,12 +174,13 @@ def pair(
 
 
 def test_a_session_and_its_task_are_served_by_either_process(
-    pair: tuple[str | None, list[Endpoint]],
+    pair: tuple[str | None, list[Endpoint]], request: pytest.FixtureRequest
 ) -> None:
     """Started on A; the task created through A is polled on B, its input request is streamed
     and answered through B, and the result is fetched through B and seen completed on A."""
     token, (a, b) = pair
     client = Session(token)
+    request.addfinalizer(client.close)
     client.initialize(a)
     created = client.call(
         a, "tools/call", {"name": "confirm_action", "arguments": {"action": "go"}, "task": {}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 import pytest
@@ -11,6 +13,9 @@ from support.mcp import INIT_PARAMS, ListSender
 from taskstore import TaskStore
 from taskstore.errors import BackendError
 from taskstore.mcp import Caller, McpServer, PromptArgument, PromptContext
+from taskstore.mcp.audit import audit
+from taskstore.mcp.era import ERA_2026_07_28
+from taskstore.mcp.request import RequestContext
 
 RELATED = "io.modelcontextprotocol/related-task"
 
@@ -337,3 +342,50 @@ def test_status_notifications_reach_the_sender(
     assert set(message) == {"jsonrpc", "method", "params"}
     assert message["params"] == mstore.get(mine.task_id, "alice").to_wire()
     assert message["params"]["status"] == "cancelled"
+
+
+def test_request_context_copies_keep_every_field() -> None:
+    """with_request_id and with_capabilities change their one field and keep every other,
+    exactly as dataclasses.replace would (new fields included)."""
+    ctx = RequestContext(
+        caller=Caller.resolve(session_id="s"),
+        request_id=1,
+        sender=ListSender(),
+        era=ERA_2026_07_28,
+        headers={"mcp-method": "ping"},
+        client_capabilities={"sampling": {}},
+    )
+    assert ctx.with_request_id("x") == dataclasses.replace(ctx, request_id="x")
+    capabilities = {"roots": {}}
+    moved = ctx.with_capabilities(capabilities)
+    for field in dataclasses.fields(RequestContext):
+        expected = dataclasses.replace(ctx, client_capabilities=capabilities)
+        assert getattr(moved, field.name) is getattr(expected, field.name), field.name
+    assert ctx.client_capabilities == {"sampling": {}}  # the original is unchanged
+
+
+class _Unlabelled:
+    """An audit owner whose label must not be computed."""
+
+    @property
+    def audit_owner(self) -> str:
+        raise AssertionError("the label was computed for a line nobody writes")
+
+
+def test_audit_labels_the_owner_only_for_lines_it_writes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """audit() takes the caller and computes its label (a hash for session owners) only when
+    the audit logger writes the line."""
+    caplog.set_level(logging.WARNING, logger="taskstore.audit")
+    audit("task.created", owner=_Unlabelled(), task_id="t")
+    caplog.set_level(logging.INFO, logger="taskstore.audit")
+    session = Caller.resolve(session_id="secret-session")
+    audit("task.created", owner=session, task_id="t", tool="echo")
+    audit("task.created", owner="alice", task_id="u")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        f"task.created task=t owner={session.audit_owner!r} tool='echo'",
+        "task.created task=u owner='alice'",
+    ]
+    assert "secret-session" not in lines[0]
