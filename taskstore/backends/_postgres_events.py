@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from taskstore.backends.base import Listeners
+from taskstore.backends.base import Listeners, Waiters
 
 __all__ = ["Notifier"]
 
@@ -54,7 +54,8 @@ class Notifier:
         self._channel = channel
         self._events_sql = events_sql
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = {}
+        #: Callers of ``wait_for_change``, by the wake name of their key.
+        self.waiters: Waiters[str] = Waiters()
         self.listeners = Listeners()
         self._listening = threading.Event()
         self._stopping = threading.Event()
@@ -77,23 +78,6 @@ class Notifier:
         """Wait up to ``timeout_s`` for an established LISTEN; return whether there is one."""
         return self._listening.wait(max(timeout_s, 0.0))
 
-    def add_waiter(self, wake: str) -> threading.Event:
-        """Register a waiter on the key named ``wake``; the event is set by the next
-        notification about it, or by any loss or (re)establishment of the subscription."""
-        event = threading.Event()
-        with self._lock:
-            self._waiters.setdefault(wake, set()).add(event)
-        return event
-
-    def remove_waiter(self, wake: str, event: threading.Event) -> None:
-        """Unregister a waiter of :meth:`add_waiter`."""
-        with self._lock:
-            waiting = self._waiters.get(wake)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._waiters[wake]
-
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop for good: drop listeners, end the thread (waiting up to ``timeout_s``) and
         wake every waiter."""
@@ -103,13 +87,7 @@ class Notifier:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        self._wake_all()
-
-    def _wake_all(self) -> None:
-        with self._lock:
-            waiting = [event for events in self._waiters.values() for event in events]
-        for event in waiting:
-            event.set()
+        self.waiters.wake_all()
 
     def _run(self) -> None:
         delay = 0.05
@@ -123,7 +101,7 @@ class Notifier:
                 log("taskstore event subscription lost, reconnecting: %r", exc)
             finally:
                 self._listening.clear()
-                self._wake_all()
+                self.waiters.wake_all()
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, 1.0)
@@ -135,7 +113,7 @@ class Notifier:
             # From here on every commit that notifies reaches this connection: waiters that
             # read before now re-read.
             self._listening.set()
-            self._wake_all()
+            self.waiters.wake_all()
             last_seen = time.monotonic()
             while not self._stopping.is_set():
                 batch = list(conn.notifies(timeout=_POLL_S, stop_after=1))
@@ -161,10 +139,7 @@ class Notifier:
             if kind == "r" and body.isdigit():
                 references.append(int(body))
             parsed.append((wake, kind, body))
-        with self._lock:
-            woken = [waiter for wake, _, _ in parsed for waiter in self._waiters.get(wake, ())]
-        for waiter in woken:
-            waiter.set()
+        self.waiters.wake(*(wake for wake, _, _ in parsed))
         fetched: dict[int, bytes] = {}
         if references:
             try:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from taskstore.backends.base import Listeners
+from taskstore.backends.base import Listeners, Waiters
 
 __all__ = ["Notifier"]
 
@@ -42,7 +42,8 @@ class Notifier:
         self._open_pubsub = open_pubsub
         self._channel = channel
         self._lock = threading.Lock()
-        self._waiters: dict[bytes, set[threading.Event]] = {}
+        #: Callers of ``wait_for_change``, by the wake name of their key.
+        self.waiters: Waiters[bytes] = Waiters()
         self.listeners = Listeners()
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -65,23 +66,6 @@ class Notifier:
         """Wait up to ``timeout_s`` for a confirmed subscription; return whether there is one."""
         return self._subscribed.wait(max(timeout_s, 0.0))
 
-    def add_waiter(self, wake: bytes) -> threading.Event:
-        """Register a waiter on the record named ``wake`` (``O:T``); the event is set by the
-        next message about it, or by any loss or confirmation of the subscription."""
-        event = threading.Event()
-        with self._lock:
-            self._waiters.setdefault(wake, set()).add(event)
-        return event
-
-    def remove_waiter(self, wake: bytes, event: threading.Event) -> None:
-        """Unregister a waiter of :meth:`add_waiter`."""
-        with self._lock:
-            waiting = self._waiters.get(wake)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
-                    del self._waiters[wake]
-
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop for good: drop listeners, end the thread (waiting up to ``timeout_s``) and
         wake every waiter."""
@@ -91,21 +75,12 @@ class Notifier:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        self._wake_all()
-
-    def _wake_all(self) -> None:
-        with self._lock:
-            waiting = [event for events in self._waiters.values() for event in events]
-        for event in waiting:
-            event.set()
+        self.waiters.wake_all()
 
     def _deliver(self, message: bytes) -> None:
         # b"e<O>:<T>\n<event>" carries an event; b"w<O>:<T>\n" only wakes waiters (a delete).
         head, _, event = message.partition(b"\n")
-        with self._lock:
-            waiting = list(self._waiters.get(head[1:], ()))
-        for waiter in waiting:
-            waiter.set()
+        self.waiters.wake(head[1:])
         if head[:1] == b"e":
             self.listeners.publish(event)
 
@@ -121,7 +96,7 @@ class Notifier:
                 log("taskstore event subscription lost, reconnecting: %r", exc)
             finally:
                 self._subscribed.clear()
-                self._wake_all()
+                self.waiters.wake_all()
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, 1.0)
@@ -149,7 +124,7 @@ class Notifier:
                     # Confirmed on every (re)subscription, including redis-py's silent
                     # reconnects: what was published meanwhile is lost, so waiters re-read.
                     self._subscribed.set()
-                    self._wake_all()
+                    self.waiters.wake_all()
                 elif kind == "message" and isinstance(message.get("data"), bytes):
                     self._deliver(message["data"])
         finally:

@@ -33,7 +33,14 @@ import time
 
 from taskstore.backends._sqlite_db import Database
 from taskstore.backends._sqlite_schema import TableNames
-from taskstore.backends.base import Listeners, RecordKey, key_bytes, key_str, retrying_until
+from taskstore.backends.base import (
+    Listeners,
+    RecordKey,
+    Waiters,
+    key_bytes,
+    key_str,
+    retrying_until,
+)
 from taskstore.errors import BackendError, ConfigurationError
 
 __all__ = ["Changes", "Origin", "Poller", "record_event"]
@@ -99,47 +106,19 @@ class Changes:
 
     def __init__(self) -> None:
         self.listeners = Listeners()
-        self._lock = threading.Lock()
-        self._waiters: dict[RecordKey, set[threading.Event]] = {}
-        self._closed = False
-
-    def add_waiter(self, key: RecordKey) -> threading.Event:
-        """A flag set by the next change of ``key`` (or :meth:`close`); remove it with
-        :meth:`remove_waiter`."""
-        woken = threading.Event()
-        with self._lock:
-            if self._closed:
-                woken.set()
-            else:
-                self._waiters.setdefault(key, set()).add(woken)
-        return woken
-
-    def remove_waiter(self, key: RecordKey, woken: threading.Event) -> None:
-        """Forget a flag of :meth:`add_waiter`."""
-        with self._lock:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                waiters.discard(woken)
-                if not waiters:
-                    del self._waiters[key]
+        #: Callers of ``wait_for_change`` of this object, by key.
+        self.waiters: Waiters[RecordKey] = Waiters()
 
     def written(self, key: RecordKey, event: bytes | None) -> None:
         """A write (or delete) of ``key`` committed: wake its waiters, deliver ``event``."""
-        with self._lock:
-            for woken in self._waiters.get(key, ()):
-                woken.set()
+        self.waiters.wake(key)
         if event is not None:
             self.listeners.publish(event)
 
     def close(self) -> None:
         """Drop every listener and wake every waiter for good."""
         self.listeners.clear()
-        with self._lock:
-            self._closed = True
-            for waiters in self._waiters.values():
-                for woken in waiters:
-                    woken.set()
-            self._waiters.clear()
+        self.waiters.close()
 
 
 class Poller:

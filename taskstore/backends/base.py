@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote, unquote_to_bytes
 
 import msgspec
@@ -62,6 +62,7 @@ __all__ = [
     "ScanningBackend",
     "StorageBackend",
     "VersionedRecord",
+    "Waiters",
     "check_expiry",
     "check_scan_limit",
     "decode_key_part",
@@ -188,6 +189,67 @@ class Listeners:
                 listener(event)
             except Exception:  # noqa: BLE001 - a broken listener must never break a write
                 _log.exception("taskstore event listener failed")
+
+
+_K = TypeVar("_K")
+
+
+class Waiters(Generic[_K]):
+    """Threads waiting for a change of a key, each on a :class:`threading.Event`, for
+    backends' :meth:`~StorageBackend.wait_for_change`. Thread-safe.
+
+    A waiter registers with :meth:`add` *before* it reads the version it waits past, so a
+    write between the read and the wait still sets its event; it unregisters with
+    :meth:`remove` when done.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[_K, set[threading.Event]] = {}
+        self._closed = False
+
+    def add(self, key: _K) -> threading.Event:
+        """An event set by the next :meth:`wake` of ``key`` (or :meth:`wake_all`); already
+        set after :meth:`close`."""
+        event = threading.Event()
+        with self._lock:
+            if self._closed:
+                event.set()
+            else:
+                self._waiting.setdefault(key, set()).add(event)
+        return event
+
+    def remove(self, key: _K, event: threading.Event) -> None:
+        """Unregister an event of :meth:`add`."""
+        with self._lock:
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[key]
+
+    def wake(self, *keys: _K) -> None:
+        """Set the events of every waiter on ``keys``."""
+        with self._lock:
+            woken = [event for key in keys for event in self._waiting.get(key, ())]
+        for event in woken:
+            event.set()
+
+    def wake_all(self) -> None:
+        """Set every waiter's event (the change feed was lost or re-established: everyone
+        re-reads)."""
+        with self._lock:
+            woken = [event for events in self._waiting.values() for event in events]
+        for event in woken:
+            event.set()
+
+    def close(self) -> None:
+        """Wake every waiter for good: later :meth:`add` calls return set events."""
+        with self._lock:
+            self._closed = True
+        self.wake_all()
+        with self._lock:
+            self._waiting.clear()
 
 
 class Keep(enum.Enum):

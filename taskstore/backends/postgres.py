@@ -617,7 +617,7 @@ class PostgresBackend:
         owner, task_id, wake = self._mutation_key(key)
         slice_s = self._settings.wait_slice_s
         self._notifier.ensure_started()
-        woken = self._notifier.add_waiter(wake)
+        woken = self._notifier.waiters.add(wake)
         try:
             listening = self._notifier.wait_listening(min(timeout_s, slice_s))
             # The wake-up every waiter gets when LISTEN is (re)established is for those
@@ -636,7 +636,7 @@ class PostgresBackend:
             if remaining > 0:
                 woken.wait(min(remaining, slice_s if listening else 0.05))
         finally:
-            self._notifier.remove_waiter(wake, woken)
+            self._notifier.waiters.remove(wake, woken)
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """See :meth:`StorageBackend.add_listener

@@ -616,7 +616,7 @@ class RedisBackend:
         deadline = time.monotonic() + timeout_s
         keys = self._keys(key)
         self._notifier.ensure_started()
-        woken = self._notifier.add_waiter(keys.wake)
+        woken = self._notifier.waiters.add(keys.wake)
         try:
             subscribed = self._notifier.wait_subscribed(min(timeout_s, self._wait_slice_s))
             # The wake-up every waiter gets when the subscription is (re)confirmed is for those
@@ -632,7 +632,7 @@ class RedisBackend:
             if remaining > 0:
                 woken.wait(min(remaining, self._wait_slice_s if subscribed else 0.05))
         finally:
-            self._notifier.remove_waiter(keys.wake, woken)
+            self._notifier.waiters.remove(keys.wake, woken)
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """See :meth:`StorageBackend.add_listener

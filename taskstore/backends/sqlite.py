@@ -582,7 +582,7 @@ class SqliteBackend:
             return
         deadline = time.monotonic() + timeout_s
         self._poller.ensure_started("wait_for_change")
-        woken = self._changes.add_waiter(key)
+        woken = self._changes.waiters.add(key)
         try:
             # The stored version whether live or not, as the caller read it: the backend's
             # own clock is not the store's.
@@ -597,7 +597,7 @@ class SqliteBackend:
             if remaining > 0:
                 woken.wait(remaining)
         finally:
-            self._changes.remove_waiter(key, woken)
+            self._changes.waiters.remove(key, woken)
 
     def add_listener(self, listener: EventListener) -> Callable[[], None]:
         """See :meth:`StorageBackend.add_listener

@@ -773,7 +773,7 @@ def test_close_wakes_waiters(backend: SqliteBackend) -> None:
     started = time.monotonic()
     waiter = threading.Thread(target=backend.wait_for_change, args=(("alice", "t"), 1, 30.0))
     waiter.start()
-    assert wait_until(lambda: bool(backend._changes._waiters))
+    assert wait_until(lambda: bool(backend._changes.waiters._waiting))
     backend.close()
     waiter.join(10)
     assert not waiter.is_alive()
