@@ -126,6 +126,10 @@ class Database:
         # Every open connection, with the thread it belongs to (weakly: a thread that ended
         # leaves its connection to be closed by the next opener, or by close()).
         self._connections: dict[int, tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = {}
+        # Connections a thread is running statements on (by id): close() must not close
+        # them under their thread (sqlite3 would crash the process); their thread does, when
+        # it is done with them.
+        self._busy: set[int] = set()
         self._pid = os.getpid()
         self._trace: Callable[[str], None] | None = None
         self.closed = False
@@ -206,8 +210,11 @@ class Database:
             self._forked()  # a child closes only its own connections
         with self._lock:
             self.closed = True
-            connections = [conn for _, conn in self._connections.values()]
-            self._connections.clear()
+            connections = [
+                conn for key, (_, conn) in self._connections.items() if key not in self._busy
+            ]
+            for conn in connections:
+                del self._connections[id(conn)]
         for conn in connections:
             try:
                 conn.close()
@@ -229,6 +236,28 @@ class Database:
             return
         raise backend_error(operation, exc, applied=applied, transient=transient) from exc
 
+    def _enter(self) -> sqlite3.Connection:
+        """This thread's connection, marked in use until :meth:`_leave`.
+
+        :raises ConfigurationError: :meth:`close` was called.
+        """
+        conn = self.connection()
+        with self._lock:
+            self.check_open()
+            self._busy.add(id(conn))
+        return conn
+
+    def _leave(self, conn: sqlite3.Connection) -> None:
+        """``conn`` is no longer in use; close it if :meth:`close` left it to this thread."""
+        with self._lock:
+            self._busy.discard(id(conn))
+            orphaned = self.closed and self._connections.pop(id(conn), None) is not None
+        if orphaned:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass  # best effort, as in close()
+
     def read(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` (statements in autocommit, no transaction) on this thread's
         connection, retrying transient faults until the retry deadline.
@@ -242,7 +271,11 @@ class Database:
         backoff: _Backoff | None = None  # made on the first failure: reads are the hot path
         while True:
             try:
-                return work(self.connection())
+                conn = self._enter()
+                try:
+                    return work(conn)
+                finally:
+                    self._leave(conn)
             except DRIVER_ERRORS as exc:
                 backoff = backoff or _Backoff(deadline)
                 self._failed(operation, exc, backoff, applied=False)
@@ -264,16 +297,19 @@ class Database:
         while True:
             committing = False
             try:
-                conn = self.connection()
-                conn.execute("BEGIN IMMEDIATE")
+                conn = self._enter()
                 try:
-                    result = body(conn)
-                    committing = True
-                    conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback(conn)
-                    raise
-                return result
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = body(conn)
+                        committing = True
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        self._rollback(conn)
+                        raise
+                    return result
+                finally:
+                    self._leave(conn)
             except DRIVER_ERRORS as exc:
                 # A COMMIT refused for a lock leaves the transaction open (rolled back above):
                 # nothing was applied. Any other COMMIT failure may have reached the disk.

@@ -968,3 +968,30 @@ def test_listener_in_another_process_receives_events(
         assert heard == [b"w0", b"w1"]
     finally:
         backend.close()
+
+
+def test_close_leaves_a_connection_in_use_to_its_thread(backend: SqliteBackend) -> None:
+    """close() while another thread runs a statement does not close that thread's connection
+    under it (sqlite3 would crash the process): the statement finishes, its thread closes
+    the connection afterwards, and later calls are refused."""
+    started, release = threading.Event(), threading.Event()
+    seen: list[Any] = []
+
+    def slow_read(conn: sqlite3.Connection) -> Any:
+        started.set()
+        release.wait(10)
+        return conn.execute("SELECT 1").fetchone()
+
+    def reader() -> None:
+        seen.append(backend._db.read("test", slow_read))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert started.wait(10)
+    backend.close()
+    release.set()
+    thread.join(10)
+    assert seen == [(1,)]
+    assert backend._db._connections == {}
+    with pytest.raises(ConfigurationError):
+        backend.get(("alice", "t"), now_ms=0)
