@@ -23,6 +23,7 @@ from taskstore.errors import (
     InvalidParamsError,
     RecordNotFound,
     TaskNotFoundError,
+    TaskStoreError,
     VersionConflict,
 )
 from taskstore.events import encode_event
@@ -184,20 +185,30 @@ class StoreCore:
     ) -> TaskRecord:
         """Read → ``apply`` → compare-and-set, again on every lost compare-and-set until the
         conflict budget is spent. ``known``, a record of ``key`` the caller already read (a
-        listing or a scan), stands in for the first read: if it is out of date the
-        compare-and-set loses and the loop reads afresh."""
+        listing, a scan, the record ``create`` returned), stands in for the first read: if it
+        is out of date the compare-and-set loses and the loop reads afresh at once (a stale
+        guess is not a race: no backoff, no conflict counted); and a ``known`` record that
+        needs no write is read afresh before that is trusted."""
         task_id = key[1]
         deadline = time.monotonic() + self.config.conflict_retry_budget_ms / 1000
         backoff = _MIN_BACKOFF_S
         attempts = 0
         while True:
-            attempts += 1
+            guessed = known is not None
             if known is not None:
                 record, now, known = known, self.clock.now_ms(), None
             else:
+                attempts += 1
                 record, now = self._read(key)
-            change = apply(record, now)
+            try:
+                change = apply(record, now)
+            except TaskStoreError:
+                if guessed:  # judged on a stale guess, maybe: judge the stored record
+                    continue
+                raise
             if change is None:
+                if guessed:
+                    continue
                 return record
             try:
                 version = self.backend.put_if_version(
@@ -219,6 +230,8 @@ class StoreCore:
             except VersionConflict as conflict:
                 if conflict.actual == 0:
                     raise TaskNotFoundError(task_id) from None
+                if guessed:
+                    continue
                 if _telemetry.active and operation is not None:
                     _telemetry.store_conflict(self.backend, operation)
                 if time.monotonic() >= deadline:

@@ -39,6 +39,7 @@ from taskstore._store_waits import WaitingMixin
 from taskstore.backends.base import (
     ListPosition,
     StorageBackend,
+    VersionedRecord,
 )
 from taskstore.clock import Clock, SystemClock, format_timestamp
 from taskstore.config import StoreConfig
@@ -279,11 +280,24 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
             raise TaskCancelledError(task_id)
         if not record.is_terminal:
             raise NotReadyError.of_task(task_id, record.status.value)
-        if stored.outcome is None:
-            return Outcome.of_error(
-                {"code": -32603, "message": record.task.status_message or "Task failed"}
-            )
-        return decode_outcome(stored.outcome)
+        return _stored_outcome(record, stored)
+
+    def get_with_outcome(self, task_id: str, owner: str) -> TaskRecord:
+        """Return the task with its outcome loaded, in one backend read: ``record.outcome``
+        is what :meth:`get_result` would return for a completed or failed task, and ``None``
+        for a task still running or cancelled.
+
+        For callers that answer with the outcome as soon as there is one (``tasks/result``, a
+        ``tasks/get`` that carries it inline): :meth:`get` then :meth:`get_result` reads twice.
+
+        :raises TaskNotFoundError: unknown, expired, or another owner's task.
+        """
+        key = self._key(task_id, owner)
+        with self._recorded("get_with_outcome", task_id):
+            record, stored = self._read_outcome(key)
+        if record.status not in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+            return record
+        return msgspec.structs.replace(record, outcome=_stored_outcome(record, stored))
 
     def list(self, owner: str, cursor: str | None = None, limit: int | None = None) -> TaskPage:
         """Return one page of ``owner``'s live tasks, newest first (ties by task id).
@@ -444,7 +458,13 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         return self._mutate(task_id, owner, apply, operation="update_variables")
 
     def complete(
-        self, task_id: str, owner: str, result: Any, *, message: str | None = None
+        self,
+        task_id: str,
+        owner: str,
+        result: Any,
+        *,
+        message: str | None = None,
+        known: TaskRecord | None = None,
     ) -> TaskRecord:
         """Move the task to ``completed`` and store ``result`` (any JSON value, ``None``
         included) in one atomic write. The returned record carries the outcome.
@@ -453,13 +473,19 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         call whose reply was lost) writes nothing and returns the task as stored, its
         outcome included.
 
+        :param known: a record of this task the caller already holds (the one :meth:`create`
+            returned, say): the write is tried against its version first, which saves a read
+            when it is current; when it is not, the store reads the task afresh, as without it.
         :raises InvalidTransitionError: the task is already terminal with another outcome
             (e.g. cancelled first, or completed with another result).
         :raises ResultTooLargeError: ``result`` exceeds the result cap.
-        :raises InvalidParamsError: ``message`` is not text or is over the cap.
+        :raises InvalidParamsError: ``message`` is not text or is over the cap; ``known`` is
+            not a record of this task.
         """
         outcome = self._checked_outcome(Outcome.of_result(result))
-        return self._finish(task_id, owner, TaskStatus.COMPLETED, outcome, self._message(message))
+        return self._finish(
+            task_id, owner, TaskStatus.COMPLETED, outcome, self._message(message), known
+        )
 
     def fail(
         self,
@@ -468,6 +494,8 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         error: Mapping[str, Any] | None = None,
         message: str | None = None,
         result: Any = None,
+        *,
+        known: TaskRecord | None = None,
     ) -> TaskRecord:
         """Move the task to ``failed`` with its outcome, in one atomic write.
 
@@ -481,9 +509,10 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
             outcome is a ``-32603`` error carrying ``message``.
         :param message: ``statusMessage`` (defaults to the error's message, cut to
             ``max_status_message_bytes``).
+        :param known: as in :meth:`complete`.
         :raises InvalidTransitionError: the task is already terminal with another outcome.
         :raises InvalidParamsError: both ``error`` and ``result``; malformed ``error``;
-            ``message`` over the cap.
+            ``message`` over the cap; ``known`` is not a record of this task.
         """
         if error is not None and result is not None:
             raise InvalidParamsError("fail() takes an error or a result, not both")
@@ -500,7 +529,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         if message is None and outcome.error is not None:
             # Derived, not given: too long a message is cut to fit rather than refused.
             message = self._message(str(outcome.error["message"]), cut=True)
-        return self._finish(task_id, owner, TaskStatus.FAILED, outcome, message)
+        return self._finish(task_id, owner, TaskStatus.FAILED, outcome, message, known)
 
     def cancel(self, task_id: str, owner: str, message: str | None = None) -> TaskRecord:
         """Move the task to ``cancelled`` (it will never have an outcome).
@@ -566,6 +595,7 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         target: TaskStatus,
         outcome: Outcome | None,
         message: str | None,
+        known: TaskRecord | None = None,
     ) -> TaskRecord:
         """Move the task to the terminal ``target`` with ``outcome`` (none for cancelled).
 
@@ -587,7 +617,15 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
             )
             return _Change(moved, outcome, status_changed=True)
 
-        record = self._mutate(task_id, owner, apply, operation=_FINISHES[target])
+        if known is not None and (
+            not isinstance(known, TaskRecord)
+            or known.task_id != task_id
+            or known.owner != owner
+        ):
+            raise InvalidParamsError(f"known is not a record of task {task_id}")
+        record = self._mutate(
+            task_id, owner, apply, known=known, operation=_FINISHES[target]
+        )
         if not repeated:
             if _telemetry.active:
                 _telemetry.task_ended(self.backend, target.value)
@@ -604,3 +642,13 @@ class TaskStore(StoreChecks, WaitingMixin, InputRequestsMixin, AdminMixin):
         if stored.outcome is None or stored.outcome != encode_outcome(outcome):
             raise InvalidTransitionError(task_id, target.value, target.value)
         return msgspec.structs.replace(record, outcome=outcome)
+
+
+def _stored_outcome(record: TaskRecord, stored: VersionedRecord) -> Outcome:
+    """The outcome of the completed or failed ``record`` read with ``stored``; a failed task
+    stored without one (a stale-task recovery, an older writer) fails with ``-32603``."""
+    if stored.outcome is None:
+        return Outcome.of_error(
+            {"code": -32603, "message": record.task.status_message or "Task failed"}
+        )
+    return decode_outcome(stored.outcome)

@@ -421,6 +421,90 @@ def test_get_result_not_ready_and_cancelled(store: TaskStore) -> None:
     assert cancelled.value.to_jsonrpc()["data"] == {"taskId": record.task_id, "status": "cancelled"}
 
 
+def _count_reads(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Count the store's backend reads: one entry per ``backend.get``, ``True`` when it asked
+    for the outcome too."""
+    reads: list[bool] = []
+    real = store.backend.get
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(bool(kwargs.get("include_outcome")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.backend, "get", counted)
+    return reads
+
+
+def test_get_with_outcome_loads_it_once_terminal_in_one_read(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_with_outcome carries what get_result gives for a completed or failed task (a
+    failed task without a stored outcome too), None while working and once cancelled, and
+    reads the backend once each time."""
+    working, done, broken, bare, dropped = (store.create(OWNER) for _ in range(5))
+    store.complete(done.task_id, OWNER, {"n": 1})
+    store.fail(broken.task_id, OWNER, error={"code": -32000, "message": "boom"})
+    store.update_status(bare.task_id, OWNER, "failed", "nope")
+    store.cancel(dropped.task_id, OWNER)
+    reads = _count_reads(store, monkeypatch)
+    assert store.get_with_outcome(working.task_id, OWNER).outcome is None
+    got = store.get_with_outcome(done.task_id, OWNER)
+    assert got.status is TaskStatus.COMPLETED and got.result == {"n": 1}
+    assert got.outcome == store.get_result(done.task_id, OWNER)
+    failed = store.get_with_outcome(broken.task_id, OWNER)
+    assert failed.error == {"code": -32000, "message": "boom"}
+    assert store.get_with_outcome(bare.task_id, OWNER).error == {
+        "code": -32603, "message": "nope"
+    }
+    cancelled = store.get_with_outcome(dropped.task_id, OWNER)
+    assert cancelled.status is TaskStatus.CANCELLED and cancelled.outcome is None
+    assert reads == [True, True, True, True, True, True]  # five calls, and one get_result
+    with pytest.raises(TaskNotFoundError):
+        store.get_with_outcome(done.task_id, "mallory")
+
+
+def test_complete_with_the_created_record_writes_without_reading(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """complete(known=created) on an untouched task is one write and no read."""
+    created = store.create(OWNER)
+    reads = _count_reads(store, monkeypatch)
+    record = store.complete(created.task_id, OWNER, {"ok": True}, known=created)
+    assert reads == []
+    assert record.version == created.version + 1
+    assert store.get_result(created.task_id, OWNER).result == {"ok": True}
+
+
+def test_complete_with_a_stale_known_record_reads_afresh(store: TaskStore) -> None:
+    """A known record out of date costs a read, not correctness: what changed meanwhile is
+    kept, a task cancelled meanwhile refuses, a repeat with the same result is idempotent."""
+    created = store.create(OWNER)
+    store.set_variables(created.task_id, OWNER, {"step": 2})
+    record = store.complete(created.task_id, OWNER, "done", known=created)
+    assert record.variables == {"step": 2} and record.version == created.version + 2
+    again = store.complete(created.task_id, OWNER, "done", known=created)
+    assert again.version == record.version and again.result == "done"
+    with pytest.raises(InvalidTransitionError):
+        store.complete(created.task_id, OWNER, "other", known=created)
+    other = store.create(OWNER)
+    store.cancel(other.task_id, OWNER)
+    with pytest.raises(InvalidTransitionError):
+        store.fail(other.task_id, OWNER, message="late", known=other)
+    assert store.get(other.task_id, OWNER).status is TaskStatus.CANCELLED
+
+
+def test_complete_refuses_a_known_record_of_another_task(store: TaskStore) -> None:
+    """known must be a record of the task written; anything else is InvalidParamsError and
+    writes nothing."""
+    a, b = store.create(OWNER), store.create(OWNER)
+    for bad in (b, {"taskId": a.task_id}):
+        with pytest.raises(InvalidParamsError):
+            store.complete(a.task_id, OWNER, 1, known=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParamsError):
+        store.fail(a.task_id, "bob", message="x", known=a)
+    assert store.get(a.task_id, OWNER).status is TaskStatus.WORKING
+
+
 def test_result_size_boundary(make_store: MakeStore) -> None:
     """A result of exactly result_max_bytes is stored; one byte more is ResultTooLargeError."""
     store = make_store(result_max_bytes=1_000)

@@ -20,7 +20,6 @@ from taskstore.mcp.audit import audit
 from taskstore.mcp.projections.modern import MODERN, complete
 from taskstore.mcp.request import RequestContext
 from taskstore.mcp.router import CANCEL_MESSAGE
-from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
 from taskstore.types import TASKS_EXTENSION, GetTaskParams, UpdateTaskParams, decode
 
@@ -74,12 +73,8 @@ class ExtensionTaskRouter:
         require_tasks(ctx)
         # Decoding never changes its input: a decoded request's dict needs no copy.
         decoded = decode(params if isinstance(params, dict) else dict(params or {}), GetTaskParams)
-        owner = ctx.caller.owner
-        record = self.store.get(decoded.task_id, owner)
-        outcome = None
-        if record.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
-            outcome = self.store.get_result(decoded.task_id, owner)
-        return MODERN.detail(record, outcome, record.input_requests)
+        record = self.store.get_with_outcome(decoded.task_id, ctx.caller.owner)
+        return MODERN.detail(record, record.outcome, record.input_requests)
 
     def update(self, params: Mapping[str, Any] | None, ctx: RequestContext) -> JsonDict:
         """Merge ``inputResponses`` into the task's outstanding input requests; acknowledge.

@@ -123,19 +123,23 @@ class TaskRouter:
         """
         ctx = as_context(caller)
         owner = ctx.caller.owner
-        try:
-            record = self.store.wait(task_id, owner, timeout=timeout)
-        except TimeoutError:
-            raise ProtocolError(
-                INTERNAL_ERROR, "Timed out waiting for the task to finish; call tasks/result again"
-            ) from None
-        try:
-            outcome = self.store.get_result(task_id, owner)
-        except TaskCancelledError:
+        # A task already over (the usual case: clients poll tasks/get first) is answered
+        # from one read with its outcome; one still running is waited for, then read so.
+        record = self.store.get_with_outcome(task_id, owner)
+        if not record.is_terminal:
+            try:
+                self.store.wait(task_id, owner, timeout=timeout)
+            except TimeoutError:
+                raise ProtocolError(
+                    INTERNAL_ERROR,
+                    "Timed out waiting for the task to finish; call tasks/result again",
+                ) from None
+            record = self.store.get_with_outcome(task_id, owner)
+        if record.outcome is None:  # cancelled: no outcome exists
             audit("task.result", owner=ctx.caller, task_id=task_id, status="cancelled")
-            raise
+            raise TaskCancelledError(task_id)
         audit("task.result", owner=ctx.caller, task_id=task_id, status=record.status.value)
-        return ctx.projection.payload(record, outcome)
+        return ctx.projection.payload(record, record.outcome)
 
     def list(self, params: Mapping[str, Any] | None, caller: _Caller) -> JsonDict:
         """``tasks/list``: one page of the caller's tasks, newest first.

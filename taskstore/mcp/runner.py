@@ -441,7 +441,7 @@ class ToolRunner:
             ctx,
             caller,
             projection,
-            record.expires_at_ms,
+            record,
             telemetry.current_context(),  # the tool's span joins this request's trace
         )
         try:
@@ -490,7 +490,7 @@ class ToolRunner:
         ctx: ToolContext,
         caller: Caller,
         projection: Projection,
-        expires_at_ms: int | None,
+        created: TaskRecord,
         trace_parent: Any = None,
     ) -> None:
         task_id = ctx.task_id
@@ -516,16 +516,16 @@ class ToolRunner:
                     _log.warning(
                         "tool %s (task %s) hit a storage failure: %s", spec.name, task_id, exc
                     )
-                self._settle_error(task_id, caller, exc.to_jsonrpc(), None, expires_at_ms)
+                self._settle_error(task_id, caller, exc.to_jsonrpc(), None, created)
                 return
             except Exception as exc:  # noqa: BLE001 - a tool's bug fails its task, not us
                 message = unexpected_failure(
                     _log, f"Tool {spec.name}", exc, expose=self.expose_tool_errors, task_id=task_id
                 )
                 error = {"code": INTERNAL_ERROR, "message": message}
-                self._settle_error(task_id, caller, error, message, expires_at_ms)
+                self._settle_error(task_id, caller, error, message, created)
                 return
-            self._settle_result(task_id, caller, result, projection, expires_at_ms)
+            self._settle_result(task_id, caller, result, projection, created)
         finally:
             with self._lock:
                 self._tasks.pop(task_id, None)
@@ -536,16 +536,21 @@ class ToolRunner:
         caller: Caller,
         result: JsonDict,
         projection: Projection,
-        expires_at_ms: int | None,
+        created: TaskRecord,
     ) -> None:
+        # ``created`` stands in for the read before the write: current unless the tool wrote
+        # to its task, it saves a round trip, so a client polling at once finds the outcome
+        # sooner; a retry after a lost reply loses its compare-and-set and reads afresh.
         def write() -> bool:
             try:
                 if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
                     text = self._status_message(error_text(result) or "The tool reported an error")
-                    self.store.fail(task_id, caller.owner, result=result, message=text)
+                    self.store.fail(
+                        task_id, caller.owner, result=result, message=text, known=created
+                    )
                     audit("task.failed", owner=caller, task_id=task_id, via="isError")
                 else:
-                    self.store.complete(task_id, caller.owner, result)
+                    self.store.complete(task_id, caller.owner, result, known=created)
                     audit("task.completed", owner=caller, task_id=task_id)
             except (InvalidTransitionError, TaskNotFoundError):
                 # Cancelled (or expired) first: the task is final, the late result changes
@@ -555,10 +560,10 @@ class ToolRunner:
                 return False
             except ResultTooLargeError as exc:
                 error = {"code": INTERNAL_ERROR, "message": exc.message}
-                return self._fail_now(task_id, caller, error, exc.message)
+                return self._fail_now(task_id, caller, error, exc.message, created)
             return True
 
-        self._outcomes.write(task_id, write, expires_at_ms=expires_at_ms)
+        self._outcomes.write(task_id, write, expires_at_ms=created.expires_at_ms)
 
     def _settle_error(
         self,
@@ -566,16 +571,21 @@ class ToolRunner:
         caller: Caller,
         error: JsonDict,
         message: str | None,
-        expires_at_ms: int | None,
+        created: TaskRecord,
     ) -> None:
         self._outcomes.write(
             task_id,
-            functools.partial(self._fail_now, task_id, caller, error, message),
-            expires_at_ms=expires_at_ms,
+            functools.partial(self._fail_now, task_id, caller, error, message, created),
+            expires_at_ms=created.expires_at_ms,
         )
 
     def _fail_now(
-        self, task_id: str, caller: Caller, error: JsonDict, message: str | None
+        self,
+        task_id: str,
+        caller: Caller,
+        error: JsonDict,
+        message: str | None,
+        known: TaskRecord | None = None,
     ) -> bool:
         """Fail the task (one attempt); ``False`` if it was already final (left as it is).
 
@@ -583,7 +593,7 @@ class ToolRunner:
         """
         message = self._status_message(message)
         try:
-            self.store.fail(task_id, caller.owner, error=error, message=message)
+            self.store.fail(task_id, caller.owner, error=error, message=message, known=known)
         except (InvalidTransitionError, TaskNotFoundError):
             _log.debug("discarding the late failure of task %s", task_id)
             return False
