@@ -60,13 +60,13 @@ import threading
 from collections.abc import Callable
 from wsgiref.simple_server import make_server
 
+from taskstore.http._handler import _Handler
 from taskstore.http._server import (
     DEFAULT_KEEPALIVE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_READ_TIMEOUT_S,
     ThreadingWSGIServer,
     ThreadingWSGIServerV6,
-    _Handler,
 )
 from taskstore.http.app import McpWsgiApp
 from taskstore.http.auth import is_loopback_host

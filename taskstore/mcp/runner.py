@@ -540,17 +540,20 @@ class ToolRunner:
     ) -> None:
         # ``created`` stands in for the read before the write: current unless the tool wrote
         # to its task, it saves a round trip, so a client polling at once finds the outcome
-        # sooner; a retry after a lost reply loses its compare-and-set and reads afresh.
+        # sooner; a retry after a lost reply loses its compare-and-set and reads afresh. Not
+        # after close(): the task was failed then, and the store may be closed too, where a
+        # read finds the task gone (a quiet discard) but a blind write is refused.
         def write() -> bool:
+            known = None if self._closed else created
             try:
                 if is_error_result(result) and projection.is_error_status is TaskStatus.FAILED:
                     text = self._status_message(error_text(result) or "The tool reported an error")
                     self.store.fail(
-                        task_id, caller.owner, result=result, message=text, known=created
+                        task_id, caller.owner, result=result, message=text, known=known
                     )
                     audit("task.failed", owner=caller, task_id=task_id, via="isError")
                 else:
-                    self.store.complete(task_id, caller.owner, result, known=created)
+                    self.store.complete(task_id, caller.owner, result, known=known)
                     audit("task.completed", owner=caller, task_id=task_id)
             except (InvalidTransitionError, TaskNotFoundError):
                 # Cancelled (or expired) first: the task is final, the late result changes
@@ -593,7 +596,13 @@ class ToolRunner:
         """
         message = self._status_message(message)
         try:
-            self.store.fail(task_id, caller.owner, error=error, message=message, known=known)
+            self.store.fail(
+                task_id,
+                caller.owner,
+                error=error,
+                message=message,
+                known=None if self._closed else known,  # as in _settle_result
+            )
         except (InvalidTransitionError, TaskNotFoundError):
             _log.debug("discarding the late failure of task %s", task_id)
             return False
