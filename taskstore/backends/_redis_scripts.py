@@ -75,11 +75,16 @@ class Scripts:
     """Every primitive, registered on one client (``register_script`` sends nothing yet).
 
     :param retrier: runs every call (retries, error mapping).
+    :param sender: the client each call is sent through (the calling thread's, see
+        :class:`~taskstore.backends._redis_client.ThreadClients`); default: the one registered on.
     """
 
-    def __init__(self, client: Any, retrier: Retrier) -> None:
+    def __init__(
+        self, client: Any, retrier: Retrier, sender: Callable[[], Any] | None = None
+    ) -> None:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._retrier = retrier
+        self._sender = sender
 
     def run(self, name: str, key: RecordKey, keys: Sequence[str], args: Sequence[object]) -> Any:
         """Run script ``name``; return its reply, or :class:`Conflict` for ``TSCONFLICT``.
@@ -96,7 +101,9 @@ class Scripts:
 
         def call() -> Any:
             try:
-                return script(keys=keys, args=args)
+                if self._sender is None:
+                    return script(keys=keys, args=args)
+                return script(keys=keys, args=args, client=self._sender())
             except redis.exceptions.ResponseError as exc:
                 parsed = _error_code(exc)
                 if parsed is None:

@@ -72,7 +72,12 @@ except ImportError:
         "The 'redis' package is needed for the Redis backend: pip install 'taskstore[redis]'"
     ) from None
 
-from taskstore.backends._redis_client import RedisClient, client_from_url, tracks_sends
+from taskstore.backends._redis_client import (
+    RedisClient,
+    ThreadClients,
+    client_from_url,
+    tracks_sends,
+)
 from taskstore.backends._redis_faults import Retrier
 from taskstore.backends._redis_scripts import Conflict, Scripts, untyped
 
@@ -162,7 +167,8 @@ class RedisBackend:
         self._layout = KeyLayout(prefix)
         self._channel = self._layout.channel
         self._retrier = Retrier(tracks_sends(client))
-        self._scripts = Scripts(client, self._retrier)
+        self._clients = ThreadClients(client)
+        self._scripts = Scripts(client, self._retrier, self._clients.get)
         self._notifier = Notifier(
             lambda: untyped(client.pubsub)(ignore_subscribe_messages=False), self._channel
         )
@@ -280,7 +286,7 @@ class RedisBackend:
         fields = _FIELDS_WITH_OUTCOME if include_outcome else _FIELDS
         record_key = self._record_key(key)
         values: list[Any] = self._retrier.call(
-            "get", lambda: self._client.hmget(record_key, fields)
+            "get", lambda: self._clients.get().hmget(record_key, fields)
         )
         version, data, expires, sort = values[0], values[1], values[2], values[3]
         if version is None or (expires is not None and int(expires) <= now):
@@ -624,7 +630,7 @@ class RedisBackend:
             # that read, and only a later one should wake it.
             woken.clear()
             current = self._retrier.call(
-                "wait_for_change", lambda: self._client.hget(keys.record, "v")
+                "wait_for_change", lambda: self._clients.get().hget(keys.record, "v")
             )
             if int(current or 0) != version:
                 return

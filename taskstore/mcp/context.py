@@ -104,6 +104,12 @@ class ToolContext:
         self._cancel.set()
 
     @property
+    def cancel_signalled(self) -> bool:
+        """``True`` once :meth:`signal_cancel` was called; unlike :attr:`cancelled`, never
+        asks the store."""
+        return self._cancel.is_set()
+
+    @property
     def cancelled(self) -> bool:
         """``True`` once the call was cancelled, or its task ended without it (failed by a
         recovery pass, the server shutting down); for a task also when the store says so (a

@@ -31,6 +31,7 @@ from taskstore.errors import (
 from taskstore.mcp.audit import audit
 from taskstore.mcp.auth import Caller
 from taskstore.mcp.request import RequestContext, as_context
+from taskstore.record import TaskRecord
 from taskstore.states import TaskStatus
 from taskstore.store import TaskStore
 from taskstore.types import (
@@ -135,6 +136,18 @@ class TaskRouter:
                     "Timed out waiting for the task to finish; call tasks/result again",
                 ) from None
             record = self.store.get_with_outcome(task_id, owner)
+        return self.answer(record, ctx)
+
+    def answer(self, record: TaskRecord, caller: _Caller) -> JsonDict:
+        """The ``tasks/result`` answer of a terminal ``record`` read with
+        :meth:`TaskStore.get_with_outcome <taskstore.TaskStore.get_with_outcome>` (for
+        transports that read the task themselves).
+
+        :raises OutcomeError: the underlying request failed with a JSON-RPC error.
+        :raises TaskCancelledError: the task was cancelled (-32602).
+        """
+        ctx = as_context(caller)
+        task_id = record.task_id
         if record.outcome is None:  # cancelled: no outcome exists
             audit("task.result", owner=ctx.caller, task_id=task_id, status="cancelled")
             raise TaskCancelledError(task_id)

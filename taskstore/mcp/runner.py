@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -93,6 +94,9 @@ _log = logging.getLogger("taskstore.mcp")
 SHUTDOWN_MESSAGE = "The server shut down before the task finished"
 # Status messages the runner writes go to clients on every tasks/get; keep them short.
 _MAX_STATUS_CHARS = 500
+#: A queued call that waited this long (seconds) is checked against the store before its tool
+#: starts: long enough for a client to have read the task id and cancelled it elsewhere.
+_RECHECK_QUEUED_S = 0.05
 
 
 class ToolCall(NamedTuple):
@@ -442,6 +446,7 @@ class ToolRunner:
             caller,
             projection,
             record,
+            time.monotonic(),
             telemetry.current_context(),  # the tool's span joins this request's trace
         )
         try:
@@ -491,13 +496,22 @@ class ToolRunner:
         caller: Caller,
         projection: Projection,
         created: TaskRecord,
+        queued_at: float,
         trace_parent: Any = None,
     ) -> None:
         task_id = ctx.task_id
         assert task_id is not None
         try:
             try:
-                if ctx.cancelled:  # cancelled while queued: never start the tool
+                # Cancelled while queued: never start the tool. This process hears of cancels
+                # through its subscription (the call is signalled, a queued job discarded);
+                # the store is asked too only when the call waited long enough for a cancel
+                # to have come from where no event reaches (another process, on a backend
+                # without cross-process events). A call started at once skips that round
+                # trip, which would delay every result; its tool sees a cancel as any does.
+                if ctx.cancel_signalled or (
+                    time.monotonic() - queued_at >= _RECHECK_QUEUED_S and ctx.cancelled
+                ):
                     return
             except BackendError:
                 pass  # cannot tell now: run it; its outcome is stored once the storage is back

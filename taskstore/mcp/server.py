@@ -400,12 +400,24 @@ class McpServer:
         ctx = as_context(caller)
         decoded = decode(dict(params or {}), GetTaskPayloadParams)
         task_id = decoded.task_id
-        self.store.get(task_id, ctx.caller.owner)
-        return self._result_events(task_id, ctx, request_id, keepalive_s)
+        record = self.store.get_with_outcome(task_id, ctx.caller.owner)
+        # A finished task (the usual case: clients poll tasks/get first) never changes: this
+        # read answers it. A running one is read again once the stream watches it, so that
+        # no change between the two goes unnoticed.
+        first = record if record.is_terminal else None
+        return self._result_events(task_id, ctx, request_id, keepalive_s, first)
 
     def _result_events(
-        self, task_id: str, ctx: RequestContext, request_id: RequestId, keepalive_s: float
+        self,
+        task_id: str,
+        ctx: RequestContext,
+        request_id: RequestId,
+        keepalive_s: float,
+        first: TaskRecord | None,
     ) -> ReplyStream:
+        if first is not None:
+            yield self._answer(first, ctx, request_id)
+            return
         sent: set[str] = set()
         wake = threading.Event()
         caller = ctx.caller
@@ -420,21 +432,18 @@ class McpServer:
             while True:
                 wake.clear()
                 try:
-                    record = self.store.get(task_id, caller.owner)
+                    record = self.store.get_with_outcome(task_id, caller.owner)
                     if not record.is_terminal:
                         # The task's input requests, read from its record: relayed by
                         # whichever process serves this stream.
                         for message in self.inputs.messages(record, sent):
                             last_sent = time.monotonic()
                             yield message
-                    if record.is_terminal:
-                        payload = self.router.payload(task_id, ctx, timeout=0)
-                        yield result_response(request_id, payload)
-                        return
                 except Exception as exc:  # noqa: BLE001 - mapped like handle() maps errors
-                    if not isinstance(exc, TaskStoreError):
-                        _log.exception("internal error in tasks/result")
-                    yield error_response(request_id, error_object(exc))
+                    yield _result_failure(request_id, exc)
+                    return
+                if record.is_terminal:
+                    yield self._answer(record, ctx, request_id)
                     return
                 if self._closed.is_set():
                     yield error_response(
@@ -450,6 +459,13 @@ class McpServer:
                     yield None
         finally:
             unsubscribe()
+
+    def _answer(self, record: TaskRecord, ctx: RequestContext, request_id: RequestId) -> JsonDict:
+        """The ``tasks/result`` response (or error) for the terminal ``record``."""
+        try:
+            return result_response(request_id, self.router.answer(record, ctx))
+        except Exception as exc:  # noqa: BLE001 - mapped like handle() maps errors
+            return _result_failure(request_id, exc)
 
     def close(self) -> None:
         """Stop running tools (their tasks fail with a shutdown message) and end streams.
@@ -539,6 +555,14 @@ class _LegacyService:
 
     def finish(self, result: JsonDict) -> JsonDict:
         return result
+
+
+def _result_failure(request_id: RequestId, exc: Exception) -> JsonDict:
+    """The error response of a ``tasks/result`` stream that failed with ``exc`` (logged when it
+    is not one of ours)."""
+    if not isinstance(exc, TaskStoreError):
+        _log.exception("internal error in tasks/result", exc_info=exc)
+    return error_response(request_id, error_object(exc))
 
 
 def _prepend(first: JsonDict | None, rest: ReplyStream) -> ReplyStream:

@@ -6,6 +6,7 @@ server faults in ``test_redis_faults.py``.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import subprocess
@@ -39,6 +40,7 @@ from support.redis_support import (
 )
 from taskstore import ManualClock, StoreConfig, TaskStatus, TaskStore
 from taskstore.backends import open_backend
+from taskstore.backends._redis_client import ThreadClients
 from taskstore.backends._redis_faults import Retrier, is_transient, was_refused
 from taskstore.backends._redis_keys import KeyLayout
 from taskstore.backends.base import (
@@ -1066,6 +1068,9 @@ def test_scan_round_trips_per_page(counted: tuple[RedisBackend, _Counter]) -> No
     backend, counter = counted
     for i in range(120):
         backend.create(("alice", f"t{i:03d}"), b"{}", FUTURE, sort_ms=T0, now_ms=T0)
+    # Unmeasured: loads the script and opens the connections a page uses (the thread's own
+    # and a pooled one for the pipelined probe), which a fresh server or pool adds once.
+    backend.scan(None, 50, now_ms=T0)
     first_sends, first = counter.measure(lambda: backend.scan(None, 50, now_ms=T0))
     assert first.count(b"EVALSHA") == 1 and first_sends <= 5
     one = backend.scan(None, 50, now_ms=T0)
@@ -1075,3 +1080,72 @@ def test_scan_round_trips_per_page(counted: tuple[RedisBackend, _Counter]) -> No
     two = backend.scan(one.next_cursor, 50, now_ms=T0)
     three = backend.scan(two.next_cursor, 50, now_ms=T0)
     assert (len(three.records), three.next_cursor) == (20, None)
+
+
+# -- the connection each thread keeps (ThreadClients) ----------------------------------------
+
+
+def _hold_threads(count: int, clients: ThreadClients) -> tuple[list[Any], list[bool]]:
+    """``count`` threads each take their client twice and ping through it, then wait together
+    until all have, so that none ends (and gives its connection back) before the others ask."""
+    taken: list[Any] = [None] * count
+    same: list[bool] = [False] * count
+    arrived = threading.Barrier(count)
+
+    def work(index: int) -> None:
+        client = clients.get()
+        client.ping()
+        taken[index], same[index] = client, clients.get() is client
+        arrived.wait()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return taken, same
+
+
+@server_only
+def test_each_thread_keeps_a_connection_of_its_own(redis_server: RedisServer) -> None:
+    """Threads send through single-connection clients of their own on the shared pool, the
+    same one every time; a thread's connection goes back to the pool when the thread ends."""
+    shared = redis.Redis.from_url(redis_server.url)
+    clients = ThreadClients(shared)
+    try:
+        taken, same = _hold_threads(4, clients)
+        assert all(same)
+        assert len({id(client) for client in taken}) == 4
+        assert all(client is not shared and client.connection is not None for client in taken)
+        assert len({id(client.connection) for client in taken}) == 4
+        del taken
+        gc.collect()
+        assert clients.kept() == 0
+        assert clients.get().ping()  # the main thread's own
+        assert clients.kept() == 1
+    finally:
+        shared.close()
+
+
+@server_only
+def test_threads_keep_at_most_half_the_pool(redis_server: RedisServer) -> None:
+    """With max_connections=4 two threads keep connections; the others use the shared
+    client, which so always has half the pool."""
+    shared = redis.Redis.from_url(redis_server.url, max_connections=4)
+    clients = ThreadClients(shared)
+    try:
+        taken, _ = _hold_threads(4, clients)
+        assert sum(client is shared for client in taken) == 2
+        assert clients.kept() == 2
+    finally:
+        shared.close()
+
+
+def test_fakeredis_and_a_disabled_helper_use_the_shared_client() -> None:
+    """A client that is not a plain redis.Redis on its own pool (fakeredis), or the helper
+    turned off, hands out the shared client to every thread."""
+    fake = fakeredis.FakeRedis()
+    assert ThreadClients(fake).get() is fake
+    plain = redis.Redis()
+    assert ThreadClients(plain, enabled=False).get() is plain
+    plain.close()

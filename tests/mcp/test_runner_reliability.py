@@ -246,6 +246,46 @@ def test_cancel_of_a_queued_task_never_starts_it(
     assert mstore.get(tasks[4], "alice").status is TaskStatus.CANCELLED
 
 
+def test_a_call_started_at_once_reads_nothing_before_its_outcome(
+    default_server: McpServer, mstore: TaskStore, alice: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose tool starts at once is not read back before the tool runs, and its outcome
+    is written against the record create returned: from the call to the stored outcome the
+    task is never read."""
+    server = default_server
+    reads: list[object] = []
+    real = mstore.backend.get
+    monkeypatch.setattr(
+        mstore.backend, "get", lambda *a, **k: (reads.append(a[0]), real(*a, **k))[1]
+    )
+    task_id = start_task(server, alice, "echo", {"text": "hi"})
+    assert wait_until(lambda: server.runner.running() == 0, timeout=DEADLINE_S)
+    assert reads == []
+    assert mstore.get_result(task_id, "alice").result["content"][0]["text"] == "hi"
+
+
+def test_a_call_queued_long_is_checked_against_the_store_before_it_starts(
+    default_server: McpServer, mstore: TaskStore, alice: Caller
+) -> None:
+    """A call that waited in the queue is checked against the store before its tool starts:
+    cancelled there while no event reached this runner (as from another process on a backend
+    without cross-process events), it never starts."""
+    server = default_server
+    started: list[int] = server.started  # type: ignore[attr-defined]
+    runner = server.runner
+    runner._ensure_subscribed()
+    assert runner._unsubscribe is not None
+    runner._unsubscribe()  # this runner hears of no status change from now on
+    tasks = [start_task(server, alice, "long", {"i": i}) for i in range(5)]
+    assert wait_until(lambda: len(started) == 4, timeout=DEADLINE_S)
+    mstore.cancel(tasks[4], "alice")  # unheard: the queued job stays queued
+    time.sleep(0.1)  # past the recheck threshold (0.05 s) before a slot frees
+    for task_id in tasks[:4]:
+        mstore.cancel(task_id, "alice")  # the running tools see it through ctx.cancelled
+    assert wait_until(lambda: server.runner.running() == 0, timeout=DEADLINE_S)
+    assert sorted(started) == [0, 1, 2, 3]
+
+
 def test_close_fails_queued_tasks_without_starting_them(
     mstore: TaskStore, alice: Caller
 ) -> None:

@@ -297,6 +297,51 @@ def test_result_stream_delivers_input_requests_then_the_answer(
     ]
 
 
+def _count_reads(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """One entry per backend read of ``store`` from now on: whether it asked for the outcome."""
+    reads: list[bool] = []
+    real = store.backend.get
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(bool(kwargs.get("include_outcome")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.backend, "get", counted)
+    return reads
+
+
+@pytest.mark.parametrize(
+    "finish", ["complete", "fail", "cancel"], ids=["completed", "failed", "cancelled"]
+)
+def test_result_stream_of_a_finished_task_reads_it_once(
+    server: McpServer,
+    mstore: TaskStore,
+    alice: Caller,
+    monkeypatch: pytest.MonkeyPatch,
+    finish: str,
+) -> None:
+    """tasks/result streamed for a task already over: one read with its outcome answers it
+    (the result, the stored error, or -32602 for a cancelled task), and the stream ends."""
+    record = mstore.create("alice")
+    if finish == "complete":
+        mstore.complete(record.task_id, "alice", {"content": [], "isError": False})
+    elif finish == "fail":
+        mstore.fail(record.task_id, "alice", error={"code": -32000, "message": "boom"})
+    else:
+        mstore.cancel(record.task_id, "alice")
+    reads = _count_reads(mstore, monkeypatch)
+    events = list(server.result_stream({"taskId": record.task_id}, alice, "r1"))
+    assert reads == [True]
+    assert len(events) == 1 and events[0] is not None and events[0]["id"] == "r1"
+    if finish == "complete":
+        assert events[0]["result"]["content"] == []
+    elif finish == "fail":
+        assert events[0]["error"] == {"code": -32000, "message": "boom"}
+    else:
+        assert events[0]["error"]["code"] == -32602
+        assert events[0]["error"]["data"]["status"] == "cancelled"
+
+
 def test_another_owner_cannot_answer_an_input_request(
     server: McpServer, mstore: TaskStore, alice: Caller, bob: Caller
 ) -> None:
