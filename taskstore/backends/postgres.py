@@ -29,7 +29,6 @@ compare-and-set, create, the quota) before :meth:`~PostgresBackend.cleanup_expir
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from taskstore.backends.base import (
     key_bytes,
     key_str,
     quota_exceeded,
+    write_token,
 )
 from taskstore.backends.base import now_ms as _now_ms
 from taskstore.errors import (
@@ -395,7 +395,7 @@ class PostgresBackend:
         owner, task_id, wake = self._mutation_key(key)
         # The write token: the same for every attempt of this call, so a replay after a lost
         # reply finds its own write and answers with its version instead of writing again.
-        token = secrets.token_bytes(12)
+        token = write_token()
         row = self._one(
             "put",
             self._sql.put,
@@ -430,7 +430,7 @@ class PostgresBackend:
         if not keep:
             check_expiry(expires_at_ms)
         owner, task_id, wake = self._mutation_key(key)
-        token = secrets.token_bytes(12)
+        token = write_token()
         row = self._one(
             "put_if_version",
             self._sql.put_if_version,
@@ -467,7 +467,7 @@ class PostgresBackend:
         self._check_open()
         check_expiry(expires_at_ms)
         owner, task_id, wake = self._mutation_key(key)
-        token = secrets.token_bytes(12)
+        token = write_token()
         row = self._one(
             "create",
             self._sql.create,

@@ -30,7 +30,6 @@ manual clock in tests can never make Redis drop a record the store still conside
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -54,6 +53,7 @@ from taskstore.backends.base import (
     encode_scan_cursor,
     key_bytes,
     key_str,
+    write_token,
 )
 from taskstore.backends.base import now_ms as _now_ms
 from taskstore.errors import (
@@ -249,7 +249,7 @@ class RedisBackend:
             data,
             str(_now_ms(now_ms)),
             self._grace,
-            secrets.token_bytes(12),
+            write_token(),
             channel,
             message,
             *specific,
