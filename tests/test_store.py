@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import taskstore.store as store_module
+from support.backends import count_reads
 from taskstore import (
     AnonymousAccessError,
     InvalidCursorError,
@@ -421,20 +422,6 @@ def test_get_result_not_ready_and_cancelled(store: TaskStore) -> None:
     assert cancelled.value.to_jsonrpc()["data"] == {"taskId": record.task_id, "status": "cancelled"}
 
 
-def _count_reads(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Count the store's backend reads: one entry per ``backend.get``, ``True`` when it asked
-    for the outcome too."""
-    reads: list[bool] = []
-    real = store.backend.get
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        reads.append(bool(kwargs.get("include_outcome")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store.backend, "get", counted)
-    return reads
-
-
 def test_get_with_outcome_loads_it_once_terminal_in_one_read(
     store: TaskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -446,7 +433,7 @@ def test_get_with_outcome_loads_it_once_terminal_in_one_read(
     store.fail(broken.task_id, OWNER, error={"code": -32000, "message": "boom"})
     store.update_status(bare.task_id, OWNER, "failed", "nope")
     store.cancel(dropped.task_id, OWNER)
-    reads = _count_reads(store, monkeypatch)
+    reads = count_reads(store, monkeypatch)
     assert store.get_with_outcome(working.task_id, OWNER).outcome is None
     got = store.get_with_outcome(done.task_id, OWNER)
     assert got.status is TaskStatus.COMPLETED and got.result == {"n": 1}
@@ -468,7 +455,7 @@ def test_complete_with_the_created_record_writes_without_reading(
 ) -> None:
     """complete(known=created) on an untouched task is one write and no read."""
     created = store.create(OWNER)
-    reads = _count_reads(store, monkeypatch)
+    reads = count_reads(store, monkeypatch)
     record = store.complete(created.task_id, OWNER, {"ok": True}, known=created)
     assert reads == []
     assert record.version == created.version + 1

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import taskstore
+from support.backends import count_reads
 from support.mcp import INIT_PARAMS, ListSender
 from taskstore import TaskStore
 from taskstore.errors import BackendError
@@ -297,19 +298,6 @@ def test_result_stream_delivers_input_requests_then_the_answer(
     ]
 
 
-def _count_reads(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """One entry per backend read of ``store`` from now on: whether it asked for the outcome."""
-    reads: list[bool] = []
-    real = store.backend.get
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        reads.append(bool(kwargs.get("include_outcome")))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store.backend, "get", counted)
-    return reads
-
-
 @pytest.mark.parametrize(
     "finish", ["complete", "fail", "cancel"], ids=["completed", "failed", "cancelled"]
 )
@@ -329,7 +317,7 @@ def test_result_stream_of_a_finished_task_reads_it_once(
         mstore.fail(record.task_id, "alice", error={"code": -32000, "message": "boom"})
     else:
         mstore.cancel(record.task_id, "alice")
-    reads = _count_reads(mstore, monkeypatch)
+    reads = count_reads(mstore, monkeypatch)
     events = list(server.result_stream({"taskId": record.task_id}, alice, "r1"))
     assert reads == [True]
     assert len(events) == 1 and events[0] is not None and events[0]["id"] == "r1"

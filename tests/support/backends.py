@@ -7,9 +7,12 @@ select rows by marker. Rows never vanish from the table because a package is abs
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from taskstore import TaskStore
 
 __all__ = [
     "BACKEND_PARAMS",
@@ -19,6 +22,7 @@ __all__ = [
     "PLUGINS",
     "REDIS_PARAMS",
     "SQL_PARAMS",
+    "count_reads",
 ]
 
 #: Test doubles whose conditional writes are not atomic: concurrency tests skip on them.
@@ -79,3 +83,18 @@ BACKEND_PARAMS: list[Any] = [
     *DYNAMODB_PARAMS,
     *SQL_PARAMS,
 ]
+
+
+def count_reads(store: TaskStore, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Count ``store``'s backend reads from now on: one entry per ``backend.get``, ``True``
+    when it asked for the outcome too."""
+    reads: list[bool] = []
+    real = store.backend.get
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(bool(kwargs.get("include_outcome")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store.backend, "get", counted)
+    return reads
+
