@@ -154,6 +154,8 @@ class ThreadClients:
         self._kept = 0
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+        self._closed = False
 
     def kept(self) -> int:
         """How many threads hold a connection of their own now."""
@@ -174,7 +176,7 @@ class ThreadClients:
             client.connection = None  # inherited across a fork: the parent's socket
             local.client = None
         with self._lock:
-            if self._kept >= self._limit:
+            if self._closed or self._kept >= self._limit:
                 return self.shared
             self._kept += 1
         try:
@@ -183,8 +185,21 @@ class ThreadClients:
             self._release()
             return self.shared
         weakref.finalize(client, self._release)  # the thread ended (or forked away)
+        with self._lock:
+            self._clients.add(client)
         local.client, local.pid = client, os.getpid()
         return client
+
+    def close(self) -> None:
+        """Give every thread's connection back to the pool (threads that live on would keep
+        them: a pool passed in by the caller outlives the backend); later calls use the
+        shared client. Idempotent."""
+        with self._lock:
+            self._closed = True
+            clients = list(self._clients)
+            self._clients.clear()
+        for client in clients:
+            client.close()
 
     def _release(self) -> None:
         with self._lock:

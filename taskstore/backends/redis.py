@@ -662,6 +662,7 @@ class RedisBackend:
             return
         self._closed = True
         self._notifier.stop()
+        self._clients.close()
         if self._owns_client:
             self._client.close()
             if isinstance(self._client, RedisCluster):

@@ -1149,3 +1149,37 @@ def test_fakeredis_and_a_disabled_helper_use_the_shared_client() -> None:
     plain = redis.Redis()
     assert ThreadClients(plain, enabled=False).get() is plain
     plain.close()
+
+
+@server_only
+def test_closing_gives_the_threads_connections_back(redis_server: RedisServer) -> None:
+    """close() returns every thread's connection to the pool, even of threads that live on
+    (a pool the caller passed in outlives the backend); later calls use the shared client."""
+    shared = redis.Redis.from_url(redis_server.url)
+    clients = ThreadClients(shared)
+    taken: list[Any] = []
+    ready = threading.Barrier(4)
+    done = threading.Event()
+
+    def work() -> None:
+        client = clients.get()
+        client.ping()
+        taken.append(client)
+        ready.wait(30)
+        done.wait(30)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        ready.wait(30)
+        assert len(taken) == 3 and clients.kept() == 3
+        assert all(client.connection is not None for client in taken)
+        clients.close()
+        assert all(client.connection is None for client in taken)
+        assert clients.get() is shared
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+        shared.close()
