@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from taskstore.backends.base import Listeners, Waiters
+from taskstore.backends._subscriber import Subscriber
 
 __all__ = ["Notifier"]
 
@@ -33,13 +32,12 @@ _POLL_S = 0.1
 _PING_AFTER_S = 10.0
 
 
-class Notifier:
-    """The backend's single LISTEN connection, read by a daemon thread started on first use.
+class Notifier(Subscriber[str]):
+    """The backend's single LISTEN connection, read by a daemon thread started on first use
+    (:class:`~taskstore.backends._subscriber.Subscriber`).
 
     It delivers events to listeners and wakes
-    :meth:`~taskstore.backends.postgres.PostgresBackend.wait_for_change` callers. Whenever the
-    subscription is (re)established or lost, every waiter is woken: notifications sent while
-    it was down are gone, and waking makes the caller re-read instead.
+    :meth:`~taskstore.backends.postgres.PostgresBackend.wait_for_change` callers.
 
     :param connect: opens a new connection (autocommit) for each (re)connection.
     :param channel: the channel to LISTEN on.
@@ -50,61 +48,10 @@ class Notifier:
     def __init__(
         self, connect: Callable[[], psycopg.Connection[Any]], channel: str, events_sql: str
     ) -> None:
+        super().__init__(f"taskstore-postgres-events:{channel}", _log)
         self._connect = connect
         self._channel = channel
         self._events_sql = events_sql
-        self._lock = threading.Lock()
-        #: Callers of ``wait_for_change``, by the wake name of their key.
-        self.waiters: Waiters[str] = Waiters()
-        self.listeners = Listeners()
-        self._listening = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def ensure_started(self) -> None:
-        """Start the listener thread unless it runs (or :meth:`stop` was called)."""
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            # Also restarts a thread that is gone: threads do not survive os.fork().
-            if self._thread is None or not self._thread.is_alive():
-                self._listening.clear()
-                self._thread = threading.Thread(
-                    target=self._run, name=f"taskstore-postgres-events:{self._channel}", daemon=True
-                )
-                self._thread.start()
-
-    def wait_listening(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for an established LISTEN; return whether there is one."""
-        return self._listening.wait(max(timeout_s, 0.0))
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        """Stop for good: drop listeners, end the thread (waiting up to ``timeout_s``) and
-        wake every waiter."""
-        self._stopping.set()
-        self.listeners.clear()
-        with self._lock:
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
-        self.waiters.wake_all()
-
-    def _run(self) -> None:
-        delay = 0.05
-        while not self._stopping.is_set():
-            try:
-                self._listen()
-                delay = 0.05
-            except Exception as exc:  # noqa: BLE001 - the thread outlives any failure, reconnects
-                # Say it once per outage; the reconnect attempts that follow stay quiet.
-                log = _log.warning if self._listening.is_set() else _log.debug
-                log("taskstore event subscription lost, reconnecting: %r", exc)
-            finally:
-                self._listening.clear()
-                self.waiters.wake_all()
-            if self._stopping.wait(delay):
-                break
-            delay = min(delay * 2, 1.0)
 
     def _listen(self) -> None:
         conn = self._connect()
@@ -112,8 +59,7 @@ class Notifier:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             # From here on every commit that notifies reaches this connection: waiters that
             # read before now re-read.
-            self._listening.set()
-            self.waiters.wake_all()
+            self._established()
             last_seen = time.monotonic()
             while not self._stopping.is_set():
                 batch = list(conn.notifies(timeout=_POLL_S, stop_after=1))

@@ -619,7 +619,7 @@ class PostgresBackend:
         self._notifier.ensure_started()
         woken = self._notifier.waiters.add(wake)
         try:
-            listening = self._notifier.wait_listening(min(timeout_s, slice_s))
+            listening = self._notifier.wait_ready(min(timeout_s, slice_s))
             # The wake-up every waiter gets when LISTEN is (re)established is for those
             # already past their read; this one reads next, so a write made until now shows in
             # that read, and only a later one should wake it.
@@ -649,7 +649,7 @@ class PostgresBackend:
         self._check_open()
         remove = self._notifier.listeners.add(listener)
         self._notifier.ensure_started()
-        if not self._notifier.wait_listening(_SUBSCRIBE_TIMEOUT_S):
+        if not self._notifier.wait_ready(_SUBSCRIBE_TIMEOUT_S):
             _log.warning("taskstore LISTEN not in place yet; events may be missed")
         return remove
 

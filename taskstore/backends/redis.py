@@ -624,7 +624,7 @@ class RedisBackend:
         self._notifier.ensure_started()
         woken = self._notifier.waiters.add(keys.wake)
         try:
-            subscribed = self._notifier.wait_subscribed(min(timeout_s, self._wait_slice_s))
+            subscribed = self._notifier.wait_ready(min(timeout_s, self._wait_slice_s))
             # The wake-up every waiter gets when the subscription is (re)confirmed is for those
             # already past their read; this one reads next, so a write made until now shows in
             # that read, and only a later one should wake it.
@@ -651,7 +651,7 @@ class RedisBackend:
         self._check_open()
         remove = self._notifier.listeners.add(listener)
         self._notifier.ensure_started()
-        if not self._notifier.wait_subscribed(_SUBSCRIBE_TIMEOUT_S):
+        if not self._notifier.wait_ready(_SUBSCRIBE_TIMEOUT_S):
             _log.warning("taskstore event subscription not confirmed yet; events may be missed")
         return remove
 
