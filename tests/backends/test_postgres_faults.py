@@ -1,20 +1,19 @@
-"""Faults on PostgreSQL: outages, stalls and lost replies through a TCP proxy the tests
-control (``support.proxy``), and real server stops, crashes and restarts (``pg_ctl``) of a
-cluster of the test's own.
+"""Faults only PostgreSQL has: real server stops, crashes and restarts (``pg_ctl``) of a
+cluster of the test's own, the pool's replacement of the connections they kill, and the one
+mapping of driver errors. Outages, stalls and lost replies through a TCP proxy run on
+PostgreSQL as on every other server, in ``test_faults_proxy.py``.
 
 Calls must retry transient faults until their deadline and then fail with a transient
 ``BackendError`` whose ``applied`` agrees with what was stored (never half-applied, never
 applied twice), and work again as soon as the server is back: the first call after it is back
-succeeds, events and wake-ups resume without help. What was stored is always checked through
-a second store that talks to the server directly.
+succeeds, events and wake-ups resume without help.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,16 +25,7 @@ require_modules("psycopg", "psycopg_pool", markers=["postgres"])
 import psycopg
 
 from support.postgres_support import PostgresServer, fresh_table
-from support.proxy import Proxy
-from taskstore import (
-    BackendError,
-    InvalidTransitionError,
-    SecurityConfig,
-    StoreConfig,
-    TaskNotFoundError,
-    TaskStatus,
-    TaskStore,
-)
+from taskstore import BackendError, SecurityConfig, StoreConfig, TaskStore
 from taskstore.backends.base import now_ms, retrying_until
 from taskstore.backends.postgres import PostgresBackend
 from taskstore.record import TaskRecord
@@ -45,7 +35,7 @@ from taskstore.testing._scan import scan_all
 pytestmark = pytest.mark.postgres
 
 OWNER = "alice"
-#: The statement timeout of the stores under test: a stalled request fails fast.
+#: The statement timeout of the stores under test: a dead server's call fails fast.
 TIMEOUT_S = 0.5
 THREADS = 8
 #: The shortest retry deadline a store allows.
@@ -54,287 +44,19 @@ DEADLINE_MS = 1_000
 #: well under the 10 s default deadline, so only the configured one explains a pass.
 _FAIL_FAST_BUDGET_S = DEADLINE_MS / 1000 + TIMEOUT_S + 2.5
 
-_STORE_FIELDS = frozenset(StoreConfig.__struct_fields__)
-
-
-def _split(fields: dict[str, Any]) -> tuple[StoreConfig, SecurityConfig]:
-    config = {k: v for k, v in fields.items() if k in _STORE_FIELDS}
-    security = {k: v for k, v in fields.items() if k not in _STORE_FIELDS}
-    security.setdefault("max_tasks_per_owner", None)
-    return StoreConfig(**config), SecurityConfig(**security)
-
-
-@dataclass
-class Rig:
-    """A server reached through ``proxy`` by the stores ``make`` builds; ``direct`` talks to
-    the same table straight."""
-
-    proxy: Proxy
-    make: Callable[..., TaskStore]
-    direct: TaskStore
-
-
-@pytest.fixture
-def rig(postgres_server: PostgresServer) -> Iterator[Rig]:
-    """The session cluster behind a fresh proxy, and a fresh table."""
-    table = fresh_table()
-    stores: list[TaskStore] = []
-    with Proxy(postgres_server.port) as proxy:
-
-        def make(**fields: Any) -> TaskStore:
-            config, security = _split(fields)
-            backend = PostgresBackend.from_url(
-                f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres",
-                table=table,
-                timeout=TIMEOUT_S,
-                connect_timeout=1,
-            )
-            store = TaskStore(backend, config=config, security=security)
-            stores.append(store)
-            return store
-
-        direct = TaskStore(PostgresBackend.from_url(postgres_server.url, table=table))
-        try:
-            yield Rig(proxy, make, direct)
-        finally:
-            proxy.resume()  # whatever a failed test left behind
-            for store in [*stores, direct]:
-                store.close()
-
-
-# -- through the proxy ---------------------------------------------------------------------------
-
-
-def test_outage_shorter_than_the_deadline_costs_no_errors(rig: Rig) -> None:
-    """8 threads creating and completing tasks through an outage (connections reset, over
-    and over) that ends well within the 10 s retry deadline: not one error, every reply is
-    the right one, and every task is stored completed with its result exactly once."""
-    store = rig.make()
-    store.list(OWNER)  # connected: the outage has pooled connections to kill
-    rounds = 3
-
-    def work(index: int) -> list[tuple[str, TaskRecord, TaskRecord]]:
-        owner = f"owner-{index}"
-        done = []
-        for round_ in range(rounds):
-            created = store.create(owner, request={"i": index, "round": round_})
-            completed = store.complete(created.task_id, owner, {"i": index, "round": round_})
-            done.append((owner, created, completed))
-        return done
-
-    def end_outage() -> None:
-        # The pool's threads keep reconnecting: let them be turned away a dozen times.
-        rig.proxy.wait_until(lambda: rig.proxy.rejected >= 12)
-        rig.proxy.resume()
-
-    rig.proxy.outage(refuse=False)  # already down when the threads start
-    results = run_barrier_threads(THREADS, work, during=end_outage)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    assert errors == []
-    for index, done in enumerate(results):
-        assert len(done) == rounds
-        for round_, (owner, created, completed) in enumerate(done):
-            assert (created.status, created.version) == (TaskStatus.WORKING, 1)
-            assert (completed.status, completed.version) == (TaskStatus.COMPLETED, 2)
-            assert completed.result == {"i": index, "round": round_}
-            assert rig.direct.get(created.task_id, owner).version == 2
-            assert rig.direct.get_result(created.task_id, owner).result == completed.result
-        listed = rig.direct.list(f"owner-{index}").tasks
-        assert sorted(t.task_id for t in listed) == sorted(c.task_id for _, c, _ in done)
-
-
-@pytest.mark.parametrize("fault", ["refused", "stalled"])
-def test_longer_outage_every_error_resolves_as_applied_says(rig: Rig, fault: str) -> None:
-    """4 creates and 4 completes through an outage longer than a 1 s retry deadline all
-    fail with a transient BackendError. Afterwards what is stored agrees with each error:
-    ``applied=False`` was not stored; ``applied=None`` is resolved by reading the task.
-    Refused connections send nothing, so all are False; a stall (statements sent, no answer
-    within the 0.5 s timeout; what it held reaches the server late) leaves unknown outcomes.
-    The owner's live tasks are exactly the creates that succeeded or resolved as applied."""
-    store = rig.make(retry_deadline_ms=DEADLINE_MS)
-    pending = [store.create(OWNER).task_id for _ in range(THREADS // 2)]
-
-    def act(index: int) -> TaskRecord:
-        if index < THREADS // 2:
-            return store.create(OWNER, request={"i": index})
-        return store.complete(pending[index - THREADS // 2], OWNER, {"i": index})
-
-    if fault == "refused":
-        rig.proxy.outage()
-    else:
-        rig.proxy.stall()
-    started = time.monotonic()
-    results = run_barrier_threads(THREADS, act)  # each fails after the deadline
-    assert time.monotonic() - started < _FAIL_FAST_BUDGET_S
-    rig.proxy.resume()
-    if fault == "stalled":
-        # What the stall held reaches the server (or never will) once its clients are gone;
-        # the store's pool would keep the connections it opened during the stall.
-        store.close()
-        rig.proxy.settle()
-
-    stored_creates = 0
-    unknown = 0
-    for index, result in enumerate(results):
-        assert isinstance(result, BackendError), result
-        assert result.transient, result
-        assert isinstance(result.__cause__, psycopg.OperationalError)
-        assert result.task_id is not None
-        if result.applied is None:
-            unknown += 1
-        if index < THREADS // 2:
-            try:
-                created = rig.direct.get(result.task_id, OWNER)
-            except TaskNotFoundError:
-                applied = False
-            else:
-                applied = True
-                assert created.request == {"i": index}
-                stored_creates += 1
-        else:
-            assert result.task_id == pending[index - THREADS // 2]
-            record = rig.direct.get(result.task_id, OWNER)
-            applied = record.status is TaskStatus.COMPLETED
-            if applied:
-                assert rig.direct.get_result(result.task_id, OWNER).result == {"i": index}
-            else:
-                assert (record.status, record.version) == (TaskStatus.WORKING, 1)
-        if result.applied is False:
-            assert not applied, (index, result)
-    if fault == "refused":
-        assert unknown == 0
-    assert len(rig.direct.list(OWNER).tasks) == len(pending) + stored_creates
-
-
-def test_a_stalled_write_is_unknown_then_resolved_by_reading(rig: Rig) -> None:
-    """A create sent on an open connection that a stall holds up fails after the deadline
-    with applied=None; the stall then delivers it late, the server applies it, and reading
-    the task the error names resolves the outcome: stored once."""
-    store = rig.make(retry_deadline_ms=DEADLINE_MS)
-    store.get(store.create(OWNER).task_id, OWNER)  # an open connection
-    rig.proxy.stall()
-    with pytest.raises(BackendError) as info:
-        store.create(OWNER, request={"late": True})
-    assert info.value.transient and info.value.applied is None
-    rig.proxy.resume()
-    store.close()  # its pool would keep the connections it opened during the stall
-    rig.proxy.settle()
-    late = rig.direct.get(info.value.task_id, OWNER)
-    assert late.request == {"late": True}
-    assert len(rig.direct.list(OWNER).tasks) == 2
-
-
-def test_a_lost_reply_is_recognised_on_retry(rig: Rig) -> None:
-    """The server applies a create, then a complete, but the replies never arrive (the
-    connection is reset after the statement ran): the retry recognises its own write token
-    and returns the task (version 1, then 2), applied once."""
-    store = rig.make()
-    warm = store.create(OWNER)  # connections open and statements prepared: the drop hits a write
-    store.complete(warm.task_id, OWNER, None)
-    rig.proxy.drop_next_reply(b"marker-create")
-    created = store.create(OWNER, request={"x": "marker-create"})
-    assert rig.proxy.dropped == 1
-    assert (created.status, created.version) == (TaskStatus.WORKING, 1)
-    listed = [t.task_id for t in rig.direct.list(OWNER).tasks]
-    assert sorted(listed) == sorted([warm.task_id, created.task_id])
-    assert rig.direct.get(created.task_id, OWNER).version == 1
-
-    rig.proxy.drop_next_reply(b"marker-complete")
-    completed = store.complete(created.task_id, OWNER, {"ok": "marker-complete"})
-    assert rig.proxy.dropped == 2
-    assert (completed.status, completed.version) == (TaskStatus.COMPLETED, 2)
-    assert completed.result == {"ok": "marker-complete"}
-    assert rig.direct.get(created.task_id, OWNER).version == 2
-    # A genuinely different second outcome is still refused.
-    with pytest.raises(InvalidTransitionError):
-        store.complete(created.task_id, OWNER, {"ok": False})
-
-
-def test_a_lost_reply_of_a_backend_write_is_answered_as_the_first_attempt(rig: Rig) -> None:
-    """At the backend level: put, put_if_version and create whose replies are lost return
-    the versions their first attempts wrote (2, 3, 1), not a conflict, not a second write."""
-    backend = rig.make().backend
-    direct = rig.direct.backend
-    backend.put((OWNER, "p"), b'{"n":0}', None)
-    backend.put_if_version((OWNER, "p"), b'{"n":0}', 1)  # warm: prepared, connections open
-    for marker, write, version in (
-        (b"lost-put", lambda: backend.put((OWNER, "p"), b'{"m":"lost-put"}', None), 3),
-        (b"lost-cas", lambda: backend.put_if_version((OWNER, "p"), b'{"m":"lost-cas"}', 3), 4),
-        (b"lost-new", lambda: backend.create((OWNER, "c"), b'{"m":"lost-new"}', None,
-                                             sort_ms=0, max_live=5), 1),
-    ):
-        dropped = rig.proxy.dropped
-        rig.proxy.drop_next_reply(marker)
-        assert write() == version
-        assert rig.proxy.dropped == dropped + 1
-    assert direct.get((OWNER, "p")).version == 4
-    assert direct.get((OWNER, "c")).version == 1
-
-
-def test_wait_returns_the_completion_across_an_outage(rig: Rig) -> None:
-    """A wait blocked before an outage, whose task is completed during it (straight at the
-    server: the waiter hears nothing, its reads fail meanwhile), re-reads once the proxy is
-    back and returns the completed task instead of failing, though the 2 s outage outlasts
-    the 1 s retry deadline."""
-    store = rig.make(poll_interval_ms=100, retry_deadline_ms=DEADLINE_MS)
-    record = store.create(OWNER)
-    results: list[Any] = []
-
-    def wait() -> None:
-        try:
-            results.append(store.wait(record.task_id, OWNER, timeout=60))
-        except BaseException as exc:
-            results.append(exc)
-
-    sent = rig.proxy.forwarded
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    rig.proxy.wait_until(lambda: rig.proxy.forwarded > sent)  # the waiter has read the task
-    time.sleep(0.2)  # into its wait; the outcome does not depend on it
-    rig.proxy.outage(refuse=False)
-    rig.direct.complete(record.task_id, OWNER, {"done": True})
-    time.sleep(2.0)  # the outage's length; the outcome must not depend on it
-    resumed = time.monotonic()
-    rig.proxy.resume()
-    assert rig.proxy.rejected > 0  # the waiter's side did try the server meanwhile
-    waiter.join(60)
-    assert results and isinstance(results[0], TaskRecord), results
-    assert results[0].status is TaskStatus.COMPLETED
-    assert time.monotonic() - resumed < 15
-
-
-def test_subscription_delivers_again_after_an_outage(rig: Rig) -> None:
-    """A subscriber whose LISTEN connection an outage cut reconnects by itself: once the
-    proxy is back, changes made elsewhere reach it again."""
-    store = rig.make()
-    seen: list[dict[str, Any]] = []
-    store.subscribe(seen.append)  # returns once LISTEN is in place
-    rig.proxy.outage(refuse=False)
-    rig.proxy.wait_until(lambda: rig.proxy.rejected > 0)  # the listener tried to reconnect
-    rig.proxy.resume()
-
-    # Notifications sent before LISTEN is back are lost by design: keep finishing tasks until
-    # one is delivered (the reconnect takes about a second at most).
-    def delivered() -> bool:
-        task = rig.direct.create(OWNER)
-        rig.direct.cancel(task.task_id, OWNER)
-        deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline:
-            if any(event["taskId"] == task.task_id for event in seen):
-                return True
-            time.sleep(0.01)
-        return False
-
-    rig.proxy.wait_until(delivered, 20)
-
 
 # -- real server stops, crashes and restarts ----------------------------------------------------
 
 
-def _store(server: PostgresServer, table: str, **fields: Any) -> TaskStore:
-    config, security = _split({"retry_deadline_ms": DEADLINE_MS, **fields})
+def _store(
+    server: PostgresServer, table: str, *, max_tasks_per_owner: int | None = None
+) -> TaskStore:
     backend = PostgresBackend.from_url(server.url, table=table, timeout=TIMEOUT_S)
-    return TaskStore(backend, config=config, security=security)
+    return TaskStore(
+        backend,
+        config=StoreConfig(retry_deadline_ms=DEADLINE_MS),
+        security=SecurityConfig(max_tasks_per_owner=max_tasks_per_owner),
+    )
 
 
 def _fails_fast(action: Callable[[], object]) -> BackendError:
