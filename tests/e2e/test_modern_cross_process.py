@@ -4,42 +4,32 @@ real Redis (pub/sub wakes the waiting tool) and DynamoDB Local (the tool polls).
 A task is created through server A; server B serves its ``tasks/get``, ``tasks/update`` and
 ``tasks/cancel``; the tool keeps running in A and resumes (or stops) there, which A reports
 on its stdout (tests/e2e/tasks_store_server.py). Requests are raw HTTP with the modern
-``_meta`` envelope and routing headers (``support.modern``).
+``_meta`` envelope and routing headers (``support.tasks_e2e.rpc``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import secrets
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support.modern import META_SERVER_INFO, TASKS_EXTENSION, headers, message, meta
+from support.modern import META_SERVER_INFO
 from support.servers import fresh_name, need_modules
+from support.tasks_e2e import TIMESTAMP, ServerProcess, rpc
 
 if TYPE_CHECKING:
     from support.dynamodb_support import DynamoDbLocal
     from support.redis_support import RedisServer
 
 SERVER = Path(__file__).with_name("tasks_store_server.py")
-URL_LINE = re.compile(r"http://127\.0\.0\.1:\d+/mcp")
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 #: How long a tool in A may take to notice what B did (DynamoDB: a 0.5 s poll, plus slack for
 #: a loaded 2-core machine). A deadline, never a sleep: the polls end as soon as it happened.
 DEADLINE_S = 15.0
-#: The client capabilities of every request: elicitation and the tasks extension.
-TASKS_CAPS = {"elicitation": {}, "extensions": {TASKS_EXTENSION: {}}}
 SERVER_META = {META_SERVER_INFO: {"name": "taskstore-conformance", "version": "0.1.0"}}
 ACK = {"resultType": "complete", "_meta": SERVER_META}
 #: The fields of every ``tasks/get`` of these servers (``poll_interval_ms=100`` in the URL).
@@ -70,108 +60,9 @@ AWS_ENV = {
 AWS_CLEARED = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_REGION")
 
 
-class Server:
-    """A server process run with this environment's interpreter: it prints its URL, then JSON
-    event lines; threads collect those and its stderr (so no pipe ever fills or is read twice).
-    """
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.events: list[dict[str, Any]] = []
-        self._stderr: list[str] = []
-        self._changed = threading.Condition()
-        self._threads = [threading.Thread(target=self._drain_stderr, daemon=True)]
-        self._threads[0].start()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        self._threads.append(threading.Thread(target=self._read_events, daemon=True))
-        self._threads[1].start()
-        if not URL_LINE.fullmatch(line):
-            self.stop()
-            pytest.fail(f"{argv} printed {line!r}, not its URL:\n{self.stderr[-4000:]}")
-        self.url = line
-
-    @property
-    def stderr(self) -> str:
-        """What the process wrote on stderr so far."""
-        return "".join(self._stderr)
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    def _read_events(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"unparsed": line}
-            with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-
-    def event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        """The first event matching ``predicate``, waiting up to ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for seen in self.events:
-                    if predicate(seen):
-                        return seen
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"no matching event within {timeout} s: {self.events}"
-                self._changed.wait(remaining)
-
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 15 s), then collect the rest of its output."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
-        for thread in self._threads:
-            thread.join(15)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-def rpc(
-    url: str, method: str, extra: dict[str, Any], token: str = "tok-a"
-) -> tuple[int, dict[str, Any]]:
-    """POST one modern request declaring the tasks extension, with the routing headers
-    (``Mcp-Name`` = ``name`` or ``taskId``); return the HTTP status and the JSON-RPC reply."""
-    body = message(method, {**extra, "_meta": meta(TASKS_CAPS)})
-    sent = headers(method, extra.get("taskId", extra.get("name")))
-    sent.update(
-        {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Authorization": f"Bearer {token}",
-        }
-    )
-    request = urllib.request.Request(url, json.dumps(body).encode(), sent)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as failed:
-        with failed:
-            return failed.code, json.loads(failed.read())
-
-
 def result_of(url: str, method: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """The result of a request that must succeed with HTTP 200."""
-    status, reply = rpc(url, method, extra)
+    """The result of a request by alice (``tok-a``) that must succeed with HTTP 200."""
+    status, reply = rpc(url, method, extra, "tok-a")
     assert status == 200 and "result" in reply, (method, status, reply)
     result: dict[str, Any] = reply["result"]
     return result
@@ -244,7 +135,7 @@ def _dynamodb_url(request: pytest.FixtureRequest) -> Iterator[str]:
         ),
     ]
 )
-def servers(request: pytest.FixtureRequest) -> Iterator[tuple[Server, Server]]:
+def servers(request: pytest.FixtureRequest) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Servers A and B over one fresh namespace of the shared store, with one request-state
     key and (for DynamoDB) dummy AWS credentials."""
     env = {k: v for k, v in os.environ.items() if k not in AWS_CLEARED and k != "PYTHONPATH"}
@@ -252,10 +143,10 @@ def servers(request: pytest.FixtureRequest) -> Iterator[tuple[Server, Server]]:
     env["TASKSTORE_REQUEST_STATE_KEY"] = secrets.token_hex(32)
     urls = request.param(request)
     store_url = next(urls)
-    started: list[Server] = []
+    started: list[ServerProcess] = []
     try:
-        started.append(Server([str(SERVER), store_url, "--auth"], env))
-        started.append(Server([str(SERVER), store_url, "--auth"], env))
+        started.append(ServerProcess([str(SERVER), store_url, "--auth"], env))
+        started.append(ServerProcess([str(SERVER), store_url, "--auth"], env))
         yield started[0], started[1]
     finally:
         for server in started:
@@ -265,7 +156,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[tuple[Server, Server]]:
         assert server.proc.returncode == 0, server.stderr[-4000:]
 
 
-def test_input_answered_through_b_resumes_the_tool_in_a(servers: tuple[Server, Server]) -> None:
+def test_input_answered_through_b_resumes_the_tool_in_a(
+    servers: tuple[ServerProcess, ServerProcess],
+) -> None:
     """``confirm_delete`` created through A goes ``input_required`` as B sees it; B's
     ``tasks/update`` resumes the tool waiting in A, and B sees the task complete."""
     a, b = servers
@@ -298,7 +191,7 @@ def test_input_answered_through_b_resumes_the_tool_in_a(servers: tuple[Server, S
     assert b.events == []
 
 
-def test_cancel_through_b_stops_the_tool_in_a(servers: tuple[Server, Server]) -> None:
+def test_cancel_through_b_stops_the_tool_in_a(servers: tuple[ServerProcess, ServerProcess]) -> None:
     """``slow_compute {seconds: 60}`` created through A and cancelled through B: acked, seen
     ``cancelled`` through both, and the tool in A stops early; bob cannot touch it."""
     a, b = servers

@@ -14,28 +14,22 @@ import json
 import os
 import re
 import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support.examples import EXAMPLES
-from support.modern import META_SERVER_INFO, TASKS_EXTENSION, headers, message, meta
+from support.modern import META_SERVER_INFO
 from support.servers import unavailable
+from support.tasks_e2e import TIMESTAMP, ServerProcess, rpc
 
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "modern_tasks_scenarios.py"
 TASKS_SERVER = HERE / "tasks_store_server.py"
 MODERN_VENV = Path.home() / ".cache" / "taskstore" / "modern-client-venv"
 LEGACY_VENV = Path.home() / ".cache" / "taskstore" / "mcp-client-venv"
-URL_LINE = re.compile(r"http://127\.0\.0\.1:\d+/mcp")
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 CONFORMANCE_META = {META_SERVER_INFO: {"name": "taskstore-conformance", "version": "0.1.0"}}
@@ -43,8 +37,6 @@ CONFORMANCE_META = {META_SERVER_INFO: {"name": "taskstore-conformance", "version
 LIFETIME = {"ttlMs": 3_600_000, "pollIntervalMs": 1000}
 ACK = {"resultType": "complete", "_meta": CONFORMANCE_META}
 CANCELLED = "The task was cancelled by request."
-#: The capabilities of a raw modern request that declares the tasks extension.
-TASKS_CAPS = {"elicitation": {}, "extensions": {TASKS_EXTENSION: {}}}
 CONFIRM_SCHEMA = {
     "type": "object",
     "properties": {"confirm": {"type": "boolean", "description": "Delete the file?"}},
@@ -120,121 +112,22 @@ def finish_client(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-class Server:
-    """A server process run with this environment's interpreter: it prints its URL, then JSON
-    event lines; threads collect those and its stderr (so no pipe ever fills or is read twice).
-    """
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.events: list[dict[str, Any]] = []
-        self._stderr: list[str] = []
-        self._changed = threading.Condition()
-        self._threads = [threading.Thread(target=self._drain_stderr, daemon=True)]
-        self._threads[0].start()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        self._threads.append(threading.Thread(target=self._read_events, daemon=True))
-        self._threads[1].start()
-        if not URL_LINE.fullmatch(line):
-            self.stop()
-            pytest.fail(f"{argv} printed {line!r}, not its URL:\n{self.stderr[-4000:]}")
-        self.url = line
-
-    @property
-    def stderr(self) -> str:
-        """What the process wrote on stderr so far."""
-        return "".join(self._stderr)
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._stderr.append(line)
-
-    def _read_events(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = {"unparsed": line}
-            with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-
-    def event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        """The first event matching ``predicate``, waiting up to ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for seen in self.events:
-                    if predicate(seen):
-                        return seen
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"no matching event within {timeout} s: {self.events}"
-                self._changed.wait(remaining)
-
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 15 s), then collect the rest of its output."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
-        for thread in self._threads:
-            thread.join(15)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
 @pytest.fixture(scope="module")
 def conformance_url() -> Iterator[str]:
     """examples/conformance_server.py on a free port (memory store)."""
-    server = Server([str(EXAMPLES / "conformance_server.py"), "--port", "0"])
+    server = ServerProcess([str(EXAMPLES / "conformance_server.py"), "--port", "0"])
     yield server.url
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def auth_server() -> Iterator[Server]:
+def auth_server() -> Iterator[ServerProcess]:
     """tests/e2e/tasks_store_server.py (memory store) with tokens tok-a → alice and tok-b →
     bob; requests without a token stay anonymous."""
-    server = Server([str(TASKS_SERVER), "memory://", "--auth"])
+    server = ServerProcess([str(TASKS_SERVER), "memory://", "--auth"])
     yield server
     server.stop()
     assert server.proc.returncode == 0, server.stderr[-4000:]
-
-
-def rpc(
-    url: str,
-    method: str,
-    extra: dict[str, Any],
-    token: str | None = None,
-    id: int = 1,  # noqa: A002
-) -> tuple[int, dict[str, Any]]:
-    """POST one modern request declaring the tasks extension, with the routing headers
-    (``Mcp-Name`` = ``taskId`` on ``tasks/*``); return the HTTP status and the JSON-RPC reply."""
-    body = message(method, {**extra, "_meta": meta(TASKS_CAPS)}, id)
-    sent = headers(method, extra.get("taskId", extra.get("name")))
-    sent.update({"Content-Type": "application/json", "Accept": "application/json"})
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), sent)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as failed:
-        with failed:
-            return failed.code, json.loads(failed.read())
 
 
 def strip_times(task: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
@@ -532,7 +425,7 @@ def test_wire_of_the_tasks_extension(lifecycle: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def both_eras(
-    auth_server: Server,
+    auth_server: ServerProcess,
     legacy_python: Path,
     modern_python: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -593,7 +486,7 @@ def test_legacy_and_modern_clients_on_one_server_at_once(
 
 
 def test_legacy_tasks_through_modern_tasks_get_and_cancel(
-    both_eras: dict[str, dict[str, Any]], auth_server: Server
+    both_eras: dict[str, dict[str, Any]], auth_server: ServerProcess
 ) -> None:
     """Alice's legacy-created tasks read through modern ``tasks/get`` with their outcomes;
     bob gets -32602; alice's modern ``tasks/cancel`` stops the running one in the server."""
@@ -668,7 +561,7 @@ def test_legacy_tasks_through_modern_tasks_get_and_cancel(
 
 
 def test_anonymous_legacy_task_is_invisible_to_anonymous_modern_callers(
-    auth_server: Server, legacy_python: Path
+    auth_server: ServerProcess, legacy_python: Path
 ) -> None:
     """A task of an unauthenticated 2025-11-25 session belongs to that session: an anonymous
     modern ``tasks/get``, ``tasks/update`` and ``tasks/cancel`` of its id answer -32602."""
