@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import importlib
 import inspect
+import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -1182,4 +1184,32 @@ def test_closing_gives_the_threads_connections_back(redis_server: RedisServer) -
         done.set()
         for thread in threads:
             thread.join()
+        shared.close()
+
+
+def _ping_in_child(clients: ThreadClients, out: Any) -> None:
+    client = clients.get()
+    # redis-py stamps each connection with the pid of the process that made it.
+    out.put((client.ping(), client.connection.pid == os.getpid(), clients.kept()))
+
+
+@server_only
+def test_a_forked_child_keeps_a_connection_of_its_own(redis_server: RedisServer) -> None:
+    """After a fork the child does not send through the connection it inherited (the parent's
+    socket): its thread makes a client of its own, which works; the parent's still works."""
+    shared = redis.Redis.from_url(redis_server.url)
+    clients = ThreadClients(shared)
+    try:
+        mine = clients.get()
+        assert mine.ping()
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        child = context.Process(target=_ping_in_child, args=(clients, out))
+        child.start()
+        pinged, fresh, kept = out.get(timeout=30)
+        child.join(30)
+        assert child.exitcode == 0
+        assert pinged is True and fresh is True and kept >= 1
+        assert clients.get() is mine and mine.ping()
+    finally:
         shared.close()
