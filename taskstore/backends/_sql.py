@@ -16,8 +16,9 @@ from taskstore.errors import ConfigurationError
 
 __all__ = ["SCHEMA_VERSION", "SchemaManagedBackend", "missing_schema", "schema_mismatch"]
 
-#: The version of the SQL schema this release reads and writes (both SQL backends).
-SCHEMA_VERSION = 1
+#: The version of the SQL schema this release reads and writes (both SQL backends). 2: SQLite
+#: keeps a per-owner record count (the quota reads it instead of counting).
+SCHEMA_VERSION = 2
 
 
 @runtime_checkable

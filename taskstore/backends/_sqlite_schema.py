@@ -2,14 +2,19 @@
 ``CREATE`` statements and the version check.
 
 One store is one *table name* (``?table=``, default ``taskstore_tasks``) in one database file;
-it owns three schema objects named after it, plus a row in the file's shared version table:
+it owns the schema objects named after it below, plus a row in the file's shared version table:
 
 - ``<table>``: the records, keyed by ``(owner, task_id)`` as BLOBs (:func:`key_bytes`, so any
   ``str`` fits, NUL and lone surrogates included, and ``memcmp`` order is code point order).
   ``outcome`` is the last column: SQLite walks a row's payload in column order, so reading
   ``data`` never touches the overflow pages of a large outcome.
 - ``<table>__listing``: ``(owner, sort_ms DESC, task_id DESC)``, the newest-first keyset
-  listing; ``<table>__expiry``: ``(expires_at_ms)``, so cleanup costs O(expired).
+  listing; ``<table>__expiry``: ``(expires_at_ms)``, so cleanup costs O(expired);
+  ``<table>__owner_expiry``: ``(owner, expires_at_ms)``, so a create reclaims its owner's
+  expired records in O(expired).
+- ``<table>__owners``: ``(owner, records)``, how many records each owner has, kept by two
+  triggers (``<table>__counted_insert``, ``<table>__counted_delete``) on every insert and
+  delete whatever does it: the quota reads one row instead of counting the owner's records.
 - ``<table>__events``: write events for listeners and waiters in other processes
   (``AUTOINCREMENT``: an id is never reused once pruned, so "ids above the last one seen" is
   exact).
@@ -72,6 +77,10 @@ class TableNames(NamedTuple):
     records: str
     listing: str
     expiry: str
+    owner_expiry: str
+    owners: str
+    counted_insert: str
+    counted_delete: str
     events: str
 
 
@@ -97,6 +106,10 @@ def table_names(table: object) -> TableNames:
         records=f'"{name}"',
         listing=f'"{name}__listing"',
         expiry=f'"{name}__expiry"',
+        owner_expiry=f'"{name}__owner_expiry"',
+        owners=f'"{name}__owners"',
+        counted_insert=f'"{name}__counted_insert"',
+        counted_delete=f'"{name}__counted_delete"',
         events=f'"{name}__events"',
     )
 
@@ -120,6 +133,18 @@ CREATE TABLE IF NOT EXISTS {names.records} (
 );
 CREATE INDEX IF NOT EXISTS {names.listing} ON {names.records} (owner, sort_ms DESC, task_id DESC);
 CREATE INDEX IF NOT EXISTS {names.expiry} ON {names.records} (expires_at_ms);
+CREATE INDEX IF NOT EXISTS {names.owner_expiry} ON {names.records} (owner, expires_at_ms);
+CREATE TABLE IF NOT EXISTS {names.owners} (
+    owner BLOB PRIMARY KEY,
+    records INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS {names.counted_insert} AFTER INSERT ON {names.records} BEGIN
+    INSERT OR IGNORE INTO {names.owners} (owner, records) VALUES (NEW.owner, 0);
+    UPDATE {names.owners} SET records = records + 1 WHERE owner = NEW.owner;
+END;
+CREATE TRIGGER IF NOT EXISTS {names.counted_delete} AFTER DELETE ON {names.records} BEGIN
+    UPDATE {names.owners} SET records = records - 1 WHERE owner = OLD.owner;
+END;
 CREATE TABLE IF NOT EXISTS {names.events} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     origin INTEGER NOT NULL,

@@ -389,10 +389,12 @@ class SqliteBackend:
     ) -> int:
         """See :meth:`StorageBackend.create <taskstore.backends.base.StorageBackend.create>`.
 
-        One transaction holding the file's write lock throughout: the key check, the quota
-        count (the owner's first ``max_live`` live records on the listing index, so
-        O(``max_live``)), the insert (over an expired record of the key, if any) and the event
-        row. Racing threads and processes admit exactly ``max_live``.
+        One transaction holding the file's write lock throughout: with a quota, the owner's
+        expired records are reclaimed first (expired records are absent anyway; the memory
+        and Redis backends reclaim here too), so the owner's record count, kept by triggers in
+        ``<table>__owners``, is its live count: the quota reads one row, whatever the owner
+        holds. Then the key check, the insert (over an expired record of the key, if any) and
+        the event row. Racing threads and processes admit exactly ``max_live``.
 
         :raises VersionConflict: the key is live (``actual`` = its version).
         :raises QuotaExceededError: the owner already holds ``max_live`` live records.
@@ -405,6 +407,10 @@ class SqliteBackend:
         records = self._names.records
 
         def body(conn: sqlite3.Connection) -> int:
+            if max_live is not None:
+                conn.execute(
+                    f"DELETE FROM {records} WHERE owner = ? AND expires_at_ms <= ?", (owner, now)
+                )
             rows = conn.execute(
                 f"SELECT version, expires_at_ms FROM {records} WHERE owner = ? AND task_id = ?",
                 (owner, task_id),
@@ -412,12 +418,10 @@ class SqliteBackend:
             if rows and (rows[0][1] is None or rows[0][1] > now):
                 raise VersionConflict((key[0], key[1]), 0, int(rows[0][0]))
             if max_live is not None:
-                (count,) = conn.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM {records} "
-                    f"WHERE owner = ? AND {_LIVE} LIMIT ?)",
-                    (owner, now, max(max_live, 0)),
-                ).fetchall()[0]
-                if count >= max_live:
+                counted = conn.execute(
+                    f"SELECT records FROM {self._names.owners} WHERE owner = ?", (owner,)
+                ).fetchall()
+                if (counted[0][0] if counted else 0) >= max_live:
                     raise quota_exceeded(max_live)
             if rows:
                 # The key's expired record is absent: replaced whole, its outcome included.

@@ -450,12 +450,18 @@ def traced(backend: SqliteBackend) -> Iterator[tuple[SqliteBackend, list[str]]]:
 
 
 def _run(statements: list[str], call: Callable[[], object]) -> list[str]:
+    """The statements ``call`` sends. SQLite traces a statement again for each step of a
+    trigger it fires (the owner-count triggers): those repeats are one statement sent."""
     statements.clear()
     try:
         call()
     except (VersionConflict, QuotaExceededError, RecordNotFound):
         pass
-    return list(statements)
+    sent: list[str] = []
+    for statement in statements:
+        if not sent or statement != sent[-1]:
+            sent.append(statement)
+    return sent
 
 
 def _is_transaction(statements: list[str], end: str = "COMMIT") -> bool:
@@ -516,8 +522,9 @@ def _plan(path: str, statement: str) -> list[str]:
 
 def test_query_plans_use_the_indexes(traced: tuple[SqliteBackend, list[str]]) -> None:
     """get and compare-and-set seek the primary key, a list page starts at its keyset position
-    on the listing index without sorting, the quota count walks the owner's listing entries,
-    and cleanup finds expired records on the expiry index: no statement scans the table."""
+    on the listing index without sorting, cleanup finds expired records on the expiry index,
+    and a create with a quota reclaims the owner's expired records on the owner-expiry index
+    and reads its count by key, without counting: no statement scans the table."""
     backend, statements = traced
     for i in range(20):
         backend.put(("alice", f"t{i}"), data(i), T0 + i, sort_ms=T0 + i // 2, now_ms=T0)
@@ -545,8 +552,71 @@ def test_query_plans_use_the_indexes(traced: tuple[SqliteBackend, list[str]]) ->
         lambda: backend.create(("alice", "new"), data(0), None, sort_ms=T0, max_live=50,
                                now_ms=T0),
     )
-    (count,) = [s for s in run if "count(*)" in s]
-    assert any(f"{table}__listing (owner=?)" in step for step in _plan(backend.path, count))
+    assert not [s for s in run if "count(" in s]
+    (reclaim,) = [s for s in run if s.startswith("DELETE")]
+    assert any(f"{table}__owner_expiry" in step for step in _plan(backend.path, reclaim))
+    (counted,) = [s for s in run if f"{table}__owners" in s and s.startswith("SELECT")]
+    assert any("PRIMARY KEY" in step for step in _plan(backend.path, counted))
+
+
+def _counts(backend: SqliteBackend) -> tuple[dict[bytes, int], dict[bytes, int]]:
+    """(the owners table's non-zero counts, the records actually stored per owner)."""
+    conn = _connect(backend.path)
+    try:
+        kept = dict(
+            conn.execute(
+                f'SELECT owner, records FROM "{backend.table}__owners" WHERE records != 0'
+            ).fetchall()
+        )
+        stored = dict(
+            conn.execute(
+                f'SELECT owner, count(*) FROM "{backend.table}" GROUP BY owner'
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+    return kept, stored
+
+
+def test_the_owner_counts_follow_every_insert_and_delete(backend: SqliteBackend) -> None:
+    """The per-owner counts the quota reads equal the records stored after creates (over an
+    expired record of the key too), puts, deletes, cleanup and a create's reclaim."""
+    steps: list[Callable[[], object]] = [
+        lambda: backend.create(("alice", "a"), data(1), T0 + 10, sort_ms=T0, now_ms=T0),
+        lambda: backend.create(("alice", "b"), data(1), None, sort_ms=T0, max_live=5, now_ms=T0),
+        lambda: backend.put(("bob", "c"), data(1), T0 + 10, sort_ms=T0, now_ms=T0),
+        lambda: backend.put(("bob", "c"), data(2), T0 + 20, sort_ms=T0, now_ms=T0),
+        lambda: backend.create(("alice", "a"), data(2), None, sort_ms=T0, now_ms=T0 + 10),
+        lambda: backend.delete(("alice", "b")),
+        lambda: backend.delete(("alice", "missing")),
+        lambda: backend.put(("carol", "d"), data(1), T0 + 5, sort_ms=T0, now_ms=T0),
+        lambda: backend.cleanup_expired(T0 + 6),
+        lambda: backend.put(("bob", "e"), data(1), T0 + 5, sort_ms=T0, now_ms=T0),
+        lambda: backend.create(("bob", "f"), data(1), None, sort_ms=T0, max_live=9,
+                               now_ms=T0 + 6),
+    ]
+    for step in steps:
+        step()
+        kept, stored = _counts(backend)
+        assert kept == stored
+
+
+def test_a_create_with_a_quota_reclaims_its_owners_expired_records(backend: SqliteBackend) -> None:
+    """Expired records never count against the quota: a create reclaims the owner's (and only
+    the owner's), then admits up to max_live live ones."""
+    for i in range(3):
+        backend.create(("alice", f"old{i}"), data(i), T0 + 10, sort_ms=T0, max_live=3,
+                       now_ms=T0)
+    backend.create(("bob", "old"), data(0), T0 + 10, sort_ms=T0, now_ms=T0)
+    with pytest.raises(QuotaExceededError):
+        backend.create(("alice", "x"), data(0), None, sort_ms=T0, max_live=3, now_ms=T0 + 9)
+    for i in range(3):
+        backend.create(("alice", f"new{i}"), data(i), None, sort_ms=T0, max_live=3,
+                       now_ms=T0 + 10)
+    with pytest.raises(QuotaExceededError):
+        backend.create(("alice", "y"), data(0), None, sort_ms=T0, max_live=3, now_ms=T0 + 10)
+    kept, stored = _counts(backend)
+    assert kept == stored == {b"alice": 3, b"bob": 1}  # bob's expired record is bob's to reclaim
 
 
 # -- faults ---------------------------------------------------------------------------------------
