@@ -19,7 +19,7 @@ import psycopg
 from taskstore.backends._postgres_config import Settings
 from taskstore.backends._postgres_faults import DRIVER_ERRORS, backend_error, is_transient
 from taskstore.backends._postgres_schema import quote_literal, schema_sql
-from taskstore.backends._sql import SCHEMA_VERSION, schema_mismatch
+from taskstore.backends._sql import POSTGRES_SCHEMA_VERSION, schema_mismatch
 from taskstore.backends.base import retry_deadline
 
 __all__ = ["SCHEMA_LOCK", "create_schema", "create_schema_on"]
@@ -51,8 +51,8 @@ def create_schema_on(conn: psycopg.Connection[Any], settings: Settings, url: str
             found = None if row is None else int(row[0])
         if found is None:
             conn.execute(schema_sql(names, create_schema=settings.own_schema))
-        elif found != SCHEMA_VERSION:
-            raise schema_mismatch(url, found)
+        elif found != POSTGRES_SCHEMA_VERSION:
+            raise schema_mismatch(url, found, POSTGRES_SCHEMA_VERSION)
 
 
 def create_schema(settings: Settings, url: str) -> None:

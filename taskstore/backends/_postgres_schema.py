@@ -38,7 +38,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from taskstore.backends._sql import SCHEMA_VERSION
+from taskstore.backends._sql import POSTGRES_SCHEMA_VERSION
 from taskstore.errors import ConfigurationError
 
 __all__ = [
@@ -383,7 +383,7 @@ CREATE INDEX IF NOT EXISTS {quote_ident(table + "__events_created")}
     ]
     parts.append(
         f"INSERT INTO {names.meta} (table_name, schema_version)\n"
-        f"VALUES ({quote_literal(table)}, {SCHEMA_VERSION})\n"
+        f"VALUES ({quote_literal(table)}, {POSTGRES_SCHEMA_VERSION})\n"
         "ON CONFLICT (table_name) DO NOTHING;\n"
     )
     return "\n".join(parts)

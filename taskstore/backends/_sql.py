@@ -14,11 +14,18 @@ from typing import Protocol, runtime_checkable
 
 from taskstore.errors import ConfigurationError
 
-__all__ = ["SCHEMA_VERSION", "SchemaManagedBackend", "missing_schema", "schema_mismatch"]
+__all__ = [
+    "POSTGRES_SCHEMA_VERSION",
+    "SQLITE_SCHEMA_VERSION",
+    "SchemaManagedBackend",
+    "missing_schema",
+    "schema_mismatch",
+]
 
-#: The version of the SQL schema this release reads and writes (both SQL backends). 2: SQLite
-#: keeps a per-owner record count (the quota reads it instead of counting).
-SCHEMA_VERSION = 2
+#: The versions of the SQL schemas this release reads and writes. SQLite 2: a per-owner record
+#: count kept by triggers, which the quota reads instead of counting.
+POSTGRES_SCHEMA_VERSION = 1
+SQLITE_SCHEMA_VERSION = 2
 
 
 @runtime_checkable
@@ -63,11 +70,12 @@ def missing_schema(url: str) -> ConfigurationError:
     )
 
 
-def schema_mismatch(url: str, found: object) -> ConfigurationError:
-    """The error for a database holding this store's schema at another version."""
+def schema_mismatch(url: str, found: object, expected: int) -> ConfigurationError:
+    """The error for a database holding this store's schema at another version than
+    ``expected``."""
     return ConfigurationError(
         f"The database at {_redacted(url)} holds taskstore schema version {found!r}; this "
-        f"release needs version {SCHEMA_VERSION}. Run `python -m taskstore sql create-schema "
+        f"release needs version {expected}. Run `python -m taskstore sql create-schema "
         f"URL` with a new ?table=... (or on a new database) and point the store at it, or "
         f"migrate the data yourself: `python -m taskstore sql show-schema URL` prints the "
         f"schema this release creates"

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from taskstore.backends._options import Converter, to_bool, to_float, to_int, to_str
-from taskstore.backends._sql import SCHEMA_VERSION, missing_schema, schema_mismatch
+from taskstore.backends._sql import SQLITE_SCHEMA_VERSION, missing_schema, schema_mismatch
 from taskstore.errors import ConfigurationError
 
 __all__ = [
@@ -154,7 +154,7 @@ CREATE TABLE IF NOT EXISTS {names.events} (
     created_ms INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO "{META_TABLE}" (table_name, version)
-    VALUES ('{names.table}', {SCHEMA_VERSION});
+    VALUES ('{names.table}', {SQLITE_SCHEMA_VERSION});
 """
 
 
@@ -172,7 +172,7 @@ def _found_version(conn: sqlite3.Connection, names: TableNames) -> object:
 
 
 def check_schema(conn: sqlite3.Connection, names: TableNames, url: str, create: bool) -> None:
-    """Make sure the file holds the store ``names`` at :data:`SCHEMA_VERSION`, creating it
+    """Make sure the file holds the store ``names`` at ``SQLITE_SCHEMA_VERSION``, creating it
     (one ``BEGIN IMMEDIATE`` transaction) when absent and ``create`` is set.
 
     :raises ConfigurationError: another version (:func:`schema_mismatch`), or no schema and
@@ -192,8 +192,8 @@ def check_schema(conn: sqlite3.Connection, names: TableNames, url: str, create: 
         # Read back rather than assume: a process racing this one may have created the
         # store first, at another version (INSERT OR IGNORE kept its row).
         found = _found_version(conn, names)
-    if found != SCHEMA_VERSION:
-        raise schema_mismatch(url, found)
+    if found != SQLITE_SCHEMA_VERSION:
+        raise schema_mismatch(url, found, SQLITE_SCHEMA_VERSION)
 
 
 def open_store(conn: sqlite3.Connection, names: TableNames, path: str, create: bool) -> None:

@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from taskstore.backends._sql import SCHEMA_VERSION, missing_schema, schema_mismatch
+from taskstore.backends._sql import POSTGRES_SCHEMA_VERSION, missing_schema, schema_mismatch
 from taskstore.backends.base import (
     KEEP,
     EventListener,
@@ -284,10 +284,10 @@ class PostgresBackend:
             return None if row is None else int(row[0])
 
         found = self._retrier.call("open", read)
-        if found == SCHEMA_VERSION:
+        if found == POSTGRES_SCHEMA_VERSION:
             return
         if found is not None:
-            raise schema_mismatch(self._url, found)
+            raise schema_mismatch(self._url, found, POSTGRES_SCHEMA_VERSION)
         if not self._settings.create_schema:
             raise missing_schema(self._url)
         self._retrier.call(

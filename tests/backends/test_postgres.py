@@ -35,7 +35,8 @@ from support.postgres_workers import (
     write_event,
 )
 from taskstore.backends import open_backend
-from taskstore.backends._sql import SCHEMA_VERSION, SchemaManagedBackend
+from taskstore.backends._sql import POSTGRES_SCHEMA_VERSION as SCHEMA_VERSION
+from taskstore.backends._sql import SchemaManagedBackend
 from taskstore.backends.base import (
     ListPosition,
     ScanningBackend,

@@ -33,7 +33,8 @@ from support.sqlite_workers import (
 )
 from taskstore import ManualClock, TaskStatus
 from taskstore.backends import open_backend
-from taskstore.backends._sql import SCHEMA_VERSION, SchemaManagedBackend
+from taskstore.backends._sql import SQLITE_SCHEMA_VERSION as SCHEMA_VERSION
+from taskstore.backends._sql import SchemaManagedBackend
 from taskstore.backends.base import (
     ListPosition,
     ScanningBackend,
