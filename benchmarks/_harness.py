@@ -28,7 +28,9 @@ import platform
 import shlex
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -38,6 +40,7 @@ from typing import TypeVar
 __all__ = [
     "COMMAND_ENV",
     "Latencies",
+    "LocalRedis",
     "Ratio",
     "Target",
     "command_line",
@@ -372,3 +375,37 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class LocalRedis:
+    """``redis-server --port <free> --save '' --appendonly no`` on loopback, in a temporary
+    directory; ready (it answered ``PING``) once constructed.
+
+    :raises RuntimeError: it did not answer within 5 s.
+    """
+
+    def __init__(self, binary: str) -> None:
+        self.port = free_port()
+        self.directory = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory.name],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(500):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError("redis-server did not answer within 5 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(10)
+        self.directory.cleanup()

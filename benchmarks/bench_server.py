@@ -60,11 +60,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -73,9 +70,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from _harness import (
+    LocalRedis,
     Target,
     environment,
-    free_port,
     load_average,
     percentile,
     progress,
@@ -180,36 +177,6 @@ def modern_task(client: ModernClient, params: dict[str, Any]) -> str:
 
 
 # -- Redis: an answer relayed across processes -------------------------------------------------
-
-
-class LocalRedis:
-    """``redis-server --port <free> --save '' --appendonly no`` in a temporary directory."""
-
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
-        self.directory = tempfile.TemporaryDirectory()
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory.name],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(500):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError("redis-server did not answer within 5 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.wait(10)
-        self.directory.cleanup()
 
 
 @dataclass
