@@ -9,14 +9,21 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 import pytest
 
 import taskstore
-from support.mcp import INIT_PARAMS, WsgiResponse, build_server, call_app, open_session, wait_until
+from support.mcp import (
+    INIT_PARAMS,
+    WsgiResponse,
+    build_server,
+    call_app,
+    open_session,
+    served,
+    wait_until,
+)
 from taskstore import TaskStore
 from taskstore.errors import BackendError
 from taskstore.http.limits import json_depth_exceeds
@@ -508,23 +515,6 @@ def test_tasks_result_streams_only_when_accept_names_the_event_stream(server: Mc
 
 
 # -- the bundled server --------------------------------------------------------------------------
-
-
-@contextmanager
-def served(app: McpWsgiApp, **limits: Any) -> Iterator[ThreadingWSGIServer]:
-    """``app`` on the bundled server with ``limits``, on a free loopback port."""
-    httpd = make_wsgi_server(app, "127.0.0.1", 0, **limits)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        app.close()
-        httpd.server_close()
-        thread.join(5)
 
 
 def connect(httpd: ThreadingWSGIServer, timeout: float = 10.0) -> socket.socket:

@@ -34,7 +34,7 @@ from test_wsgi_fuzz import (
 
 import taskstore
 from support.examples import EXAMPLES
-from support.mcp import INIT_PARAMS, WsgiResponse, build_server, open_session, wait_until
+from support.mcp import INIT_PARAMS, WsgiResponse, build_server, open_session, served, wait_until
 from support.servers import free_port, need_modules
 from taskstore import TaskStore
 from taskstore.http.serve import ThreadingWSGIServer
@@ -61,23 +61,6 @@ def server(store: TaskStore) -> Iterator[McpServer]:
     yield made
     made.release.set()  # type: ignore[attr-defined]
     made.close()
-
-
-@contextmanager
-def served(app: McpWsgiApp, **limits: Any) -> Iterator[ThreadingWSGIServer]:
-    """``app`` on the bundled server with ``limits``, on a free loopback port."""
-    httpd = make_wsgi_server(app, "127.0.0.1", 0, **limits)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        app.close()
-        httpd.server_close()
-        thread.join(5)
 
 
 def rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:  # noqa: A002
@@ -663,22 +646,6 @@ def test_shutting_down_closes_idle_connections(server: McpServer) -> None:
 # -- any WSGI application -----------------------------------------------------------------------
 
 
-@contextmanager
-def served_plain(app: Any) -> Iterator[ThreadingWSGIServer]:
-    """A plain WSGI application on the bundled server."""
-    httpd = make_wsgi_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
 def plain_app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
     """``/stream``: three chunks, no length; ``/fail``: raises before answering; ``/short``:
     fewer bytes than its Content-Length; else echoes the body it reads (with a length)."""
@@ -705,7 +672,7 @@ def test_any_wsgi_app_gets_exact_framing_on_a_kept_alive_connection(
     ended by the close for HTTP/1.0; an app failing before its answer gets a JSON-RPC 500 and
     the connection ends; so does an answer shorter than its Content-Length. The failures are
     logged on taskstore.wsgi, never printed."""
-    with served_plain(plain_app) as httpd:
+    with served(plain_app) as httpd:
         raw = Raw(httpd)
         streamed = raw.call("GET", path="/stream")
         assert (streamed.headers["transfer-encoding"], streamed.body) == (

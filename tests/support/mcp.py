@@ -12,6 +12,7 @@ from wsgiref.util import setup_testing_defaults
 
 import msgspec
 
+from taskstore.http.serve import ThreadingWSGIServer
 from taskstore.mcp import McpServer, ToolContext, ToolError
 from taskstore.mcp.demo import confirm_action
 from taskstore.store import TaskStore
@@ -153,20 +154,31 @@ def open_session(app: McpWsgiApp, headers: Mapping[str, str] | None = None) -> s
 
 
 @contextmanager
-def serving(app: McpWsgiApp) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port in a thread; yield the endpoint URL."""
-    httpd = make_wsgi_server(app, "127.0.0.1", 0)
+def served(app: Any, **limits: Any) -> Iterator[ThreadingWSGIServer]:
+    """Any WSGI ``app`` on the bundled server with ``limits`` (``make_wsgi_server``'s), on a
+    free loopback port, served by a thread; at the end the server stops and the app is closed
+    if it has a ``close`` (an ``McpWsgiApp`` does)."""
+    httpd = make_wsgi_server(app, "127.0.0.1", 0, **limits)
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_port}/mcp"
+        yield httpd
     finally:
         httpd.shutdown()
-        app.close()
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
         httpd.server_close()
         thread.join(5)
+
+
+@contextmanager
+def serving(app: McpWsgiApp) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port in a thread; yield the endpoint URL."""
+    with served(app) as httpd:
+        yield f"http://127.0.0.1:{httpd.server_port}/mcp"
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
