@@ -121,6 +121,22 @@ def tracks_sends(client: RedisClient) -> bool:
     return counts_mutations(connection_class)
 
 
+class _Forks:
+    """Counts the forks this process came out of: a thread's client from before the last one
+    holds the parent's socket. (Read on every command: a plain attribute, where ``getpid``
+    would be a system call.)"""
+
+    generation = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Forks.forked)
+
+
 class ThreadClients:
     """The client each thread sends its commands through: a single-connection client of its
     own on the shared client's pool, while the pool has room for it, else the shared client.
@@ -171,7 +187,7 @@ class ThreadClients:
         local = self._local
         client: redis.Redis | None = getattr(local, "client", None)
         if client is not None:
-            if local.pid == os.getpid():
+            if local.generation == _Forks.generation:
                 return client
             client.connection = None  # inherited across a fork: the parent's socket
             local.client = None
@@ -187,7 +203,7 @@ class ThreadClients:
         weakref.finalize(client, self._release)  # the thread ended (or forked away)
         with self._lock:
             self._clients.add(client)
-        local.client, local.pid = client, os.getpid()
+        local.client, local.generation = client, _Forks.generation
         return client
 
     def close(self) -> None:
