@@ -382,6 +382,12 @@ def _expect_modern(message: dict[str, Any], headers: Mapping[str, str]) -> Expec
         name = headers.get("Mcp-Name")
         if name is None or name.strip() != params.get("name"):
             return _modern_error(HEADER_MISMATCH, reply_id)
+    if method in ("tasks/get", "tasks/update", "tasks/cancel"):
+        # Optional here, but when sent it must name the task (still a routing check, before
+        # the extension's gate).
+        name = headers.get("Mcp-Name")
+        if name is not None and name.strip() != params.get("taskId"):
+            return _modern_error(HEADER_MISMATCH, reply_id)
     if method in ("server/discover", "tools/list", "prompts/list"):
         return Expected(200, reply_id, result=True)
     if method == "prompts/get":  # no prompt is registered
@@ -621,6 +627,21 @@ def _modern_headers(message: dict[str, Any], routing: dict[str, str]) -> dict[st
                 "io.modelcontextprotocol/protocolVersion": "2026-07-28",
                 "io.modelcontextprotocol/clientCapabilities": {},
             }
+        },
+    },
+    routing={"version": "same", "name": "same", "method": "same"},
+)
+@example(  # found by CI: an Mcp-Name sent on tasks/* must name the task, a routing check (-32020)
+    message={
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "tasks/cancel",
+        "params": {
+            "name": "echo",
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
         },
     },
     routing={"version": "same", "name": "same", "method": "same"},
